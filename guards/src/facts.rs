@@ -1,0 +1,51 @@
+//! What the controller learned from systemd and logind before the guards
+//! run: gathered once, over D-Bus, and shared by every guard.
+
+use serde::Serialize;
+
+/// One logind session, with properties kept as strings: newer logind
+/// versions report classes and types that a strict enum would reject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub uid: u32,
+    pub user: String,
+    pub seat: String,
+    #[serde(rename = "type")]
+    pub session_type: String,
+    pub class: String,
+    pub state: String,
+    pub leader: u32,
+    pub idle_hint: bool,
+}
+
+/// The load and activation state of one unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitState {
+    pub unit: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+}
+
+/// Everything gathered over D-Bus for one evaluation.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// The mode being entered.
+    pub target_mode: String,
+    /// The units the plan would start, with their load state.
+    pub units_to_start: Vec<UnitState>,
+    /// logind sessions, or why logind could not be asked.
+    pub sessions: Result<Vec<SessionInfo>, String>,
+}
+
+impl Facts {
+    /// Facts for `target_mode` with nothing gathered yet.
+    pub fn new(target_mode: impl Into<String>) -> Self {
+        Self {
+            target_mode: target_mode.into(),
+            units_to_start: Vec::new(),
+            sessions: Err("logind sessions were not gathered".into()),
+        }
+    }
+}

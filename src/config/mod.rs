@@ -1,0 +1,528 @@
+//! The configuration: its schema (version 1), the built-in defaults that
+//! match the contract's unit topology, loading with a deep merge of the file
+//! over those defaults, and validation whose errors name the field.
+//! Configuration is read-only input; nothing here writes it.
+
+mod budget;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
+
+use crate::mode::Mode;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/mode-controller/config.json";
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Names of the guards built into the controller.
+pub const BUILTIN_GUARDS: [&str; 9] = [
+    "graphical_session_absent",
+    "gpu_display_released",
+    "audio_idle",
+    "memory_headroom",
+    "cpu_load_safe",
+    "user_jobs_safe",
+    "vllm_drainable",
+    "target_reachable",
+    "studio_capability_local",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+/// How a guard counts for one mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardSeverity {
+    Hard,
+    Soft,
+    Off,
+}
+
+/// What entering one mode means in units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeConfig {
+    /// The target that marks this mode; started in `replace` mode.
+    pub target: String,
+    /// Units stopped before the target is started (they must be inactive in this mode).
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Units started after the target (each must end active).
+    #[serde(default)]
+    pub start: Vec<String>,
+    /// Overlay units started last and stopped first (the studio overlay).
+    #[serde(default)]
+    pub overlay: Vec<String>,
+    /// Guards evaluated before entering this mode, with their severity.
+    #[serde(default)]
+    pub guards: BTreeMap<String, GuardSeverity>,
+    /// Resource budgets applied to slices when this mode is entered.
+    #[serde(default)]
+    pub slices: BTreeMap<String, SliceBudget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modes {
+    pub desktop: ModeConfig,
+    #[serde(rename = "studio-local")]
+    pub studio_local: ModeConfig,
+    pub compute: ModeConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// How long one systemd job (start or stop of a unit) may take.
+    pub job_secs: u64,
+    /// How long `mode request` waits for the transition by default.
+    pub request_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    /// The mode the machine normalizes to at boot and when nothing is desired.
+    pub default_mode: Mode,
+    pub modes: Modes,
+    /// Units no transition may ever stop (k3s).
+    pub keep_running: Vec<String>,
+    /// Where each capability runs: "local" or the name of another host.
+    pub capability_placement: BTreeMap<String, String>,
+    /// The audit log of completed transitions (one JSON object a line).
+    pub audit_log: PathBuf,
+    pub timeouts: Timeouts,
+}
+
+impl Config {
+    pub fn mode(&self, mode: Mode) -> &ModeConfig {
+        match mode {
+            Mode::Desktop => &self.modes.desktop,
+            Mode::StudioLocal => &self.modes.studio_local,
+            Mode::Compute => &self.modes.compute,
+        }
+    }
+
+    /// Every unit whose state decides the observed mode, in a stable order.
+    pub fn managed_units(&self) -> Vec<String> {
+        let mut units: Vec<String> = Vec::new();
+        for mode in Mode::ALL {
+            let m = self.mode(mode);
+            let all = std::iter::once(&m.target)
+                .chain(&m.stop)
+                .chain(&m.start)
+                .chain(&m.overlay);
+            for u in all {
+                if !units.contains(u) {
+                    units.push(u.clone());
+                }
+            }
+        }
+        for u in &self.keep_running {
+            if !units.contains(u) {
+                units.push(u.clone());
+            }
+        }
+        units
+    }
+
+    /// Every slice that some mode budgets.
+    pub fn budgeted_slices(&self) -> Vec<String> {
+        let mut slices: Vec<String> = Mode::ALL
+            .iter()
+            .flat_map(|m| self.mode(*m).slices.keys().cloned())
+            .collect();
+        slices.sort();
+        slices.dedup();
+        slices
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+fn units(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn guards(list: &[(&str, GuardSeverity)]) -> BTreeMap<String, GuardSeverity> {
+    list.iter().map(|(n, s)| (n.to_string(), *s)).collect()
+}
+
+fn budget(cpu: u64, io: u64, quota_percent: Option<u64>) -> SliceBudget {
+    SliceBudget {
+        cpu_weight: Some(Weight(cpu)),
+        io_weight: Some(Weight(io)),
+        cpu_quota: quota_percent.map(|p| CpuQuota {
+            usec_per_sec: p * 10_000,
+        }),
+        ..SliceBudget::default()
+    }
+}
+
+fn slices(
+    interactive: SliceBudget,
+    ai: SliceBudget,
+    platform: SliceBudget,
+) -> BTreeMap<String, SliceBudget> {
+    BTreeMap::from([
+        ("interactive.slice".to_string(), interactive),
+        ("ai.slice".to_string(), ai),
+        ("platform.slice".to_string(), platform),
+    ])
+}
+
+/// The built-in configuration: the unit topology of contract.md.
+pub fn defaults() -> Config {
+    use GuardSeverity::{Hard, Soft};
+    let overlay = units(&["studio-local-policy.service", "audio-priority.service"]);
+    Config {
+        version: SCHEMA_VERSION,
+        default_mode: Mode::Desktop,
+        modes: Modes {
+            desktop: ModeConfig {
+                target: "desktop.target".into(),
+                stop: units(&["compute.target"]),
+                start: units(&["graphical.target"]),
+                overlay: vec![],
+                guards: guards(&[
+                    ("target_reachable", Hard),
+                    ("user_jobs_safe", Soft),
+                    ("vllm_drainable", Soft),
+                ]),
+                slices: slices(
+                    budget(1000, 1000, None),
+                    budget(100, 100, None),
+                    budget(100, 100, None),
+                ),
+            },
+            studio_local: ModeConfig {
+                target: "desktop.target".into(),
+                stop: units(&["compute.target"]),
+                start: units(&["graphical.target"]),
+                overlay,
+                guards: guards(&[
+                    ("target_reachable", Hard),
+                    ("studio_capability_local", Hard),
+                    ("user_jobs_safe", Soft),
+                    ("vllm_drainable", Soft),
+                ]),
+                slices: slices(
+                    budget(1000, 1000, None),
+                    budget(10, 10, Some(100)),
+                    budget(50, 50, None),
+                ),
+            },
+            compute: ModeConfig {
+                target: "compute.target".into(),
+                stop: units(&[
+                    "desktop.target",
+                    "graphical.target",
+                    "display-manager.service",
+                ]),
+                start: vec![],
+                overlay: vec![],
+                guards: guards(&[
+                    ("target_reachable", Hard),
+                    ("graphical_session_absent", Hard),
+                    ("gpu_display_released", Soft),
+                    ("audio_idle", Soft),
+                    ("memory_headroom", Soft),
+                    ("cpu_load_safe", Soft),
+                ]),
+                slices: slices(
+                    budget(100, 100, None),
+                    budget(1000, 1000, None),
+                    budget(200, 200, None),
+                ),
+            },
+        },
+        keep_running: units(&["k3s.service"]),
+        capability_placement: ["studio", "vllm", "k3s", "training"]
+            .iter()
+            .map(|c| (c.to_string(), "local".to_string()))
+            .collect(),
+        audit_log: PathBuf::from("/var/lib/mode-controller/transitions.jsonl"),
+        timeouts: Timeouts {
+            job_secs: 120,
+            request_secs: 900,
+        },
+    }
+}
+
+/// Load the configuration at `path`; when the file does not exist the
+/// built-in defaults apply (the tool works with no configuration at all).
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(defaults()),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Parse a configuration document: merged over the defaults (objects merge
+/// key by key, everything else replaces), then typed and validated.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let invalid = |field: String, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        field,
+        message,
+    };
+    let user: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| invalid("(document)".into(), format!("not valid JSON: {e}")))?;
+    if !user.is_object() {
+        return Err(invalid(
+            "(document)".into(),
+            "expected a JSON object".into(),
+        ));
+    }
+    match user.get("version") {
+        Some(serde_json::Value::Number(n)) if n.as_u64() == Some(SCHEMA_VERSION as u64) => {}
+        Some(other) => {
+            return Err(invalid(
+                "version".into(),
+                format!("unsupported schema version {other}: this mode-controller reads version {SCHEMA_VERSION}"),
+            ))
+        }
+        None => return Err(invalid("version".into(), format!("missing: add \"version\": {SCHEMA_VERSION}"))),
+    }
+    let mut merged = serde_json::to_value(defaults())
+        .map_err(|e| invalid("(defaults)".into(), e.to_string()))?;
+    merge(&mut merged, user);
+    let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
+        let field = e.path().to_string();
+        invalid(
+            if field == "." {
+                "(document)".into()
+            } else {
+                field
+            },
+            e.into_inner().to_string(),
+        )
+    })?;
+    validate(&config).map_err(|(field, message)| invalid(field, message))?;
+    Ok(config)
+}
+
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+const UNIT_SUFFIXES: [&str; 8] = [
+    ".service", ".target", ".slice", ".scope", ".socket", ".timer", ".mount", ".path",
+];
+
+fn check_unit(field: &str, name: &str) -> Result<(), (String, String)> {
+    let ok_chars = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.' | '\\' | '@'));
+    if ok_chars
+        && UNIT_SUFFIXES
+            .iter()
+            .any(|s| name.ends_with(s) && name.len() > s.len())
+    {
+        Ok(())
+    } else {
+        Err((
+            field.to_string(),
+            format!("'{name}' is not a unit name (expected something like \"vllm.service\" or \"compute.target\")"),
+        ))
+    }
+}
+
+fn validate(c: &Config) -> Result<(), (String, String)> {
+    for mode in Mode::ALL {
+        let m = c.mode(mode);
+        let at = format!("modes.{}", mode.word());
+        check_unit(&format!("{at}.target"), &m.target)?;
+        if !m.target.ends_with(".target") {
+            return Err((
+                format!("{at}.target"),
+                format!("'{}' must be a .target unit", m.target),
+            ));
+        }
+        for (list, names) in [
+            ("stop", &m.stop),
+            ("start", &m.start),
+            ("overlay", &m.overlay),
+        ] {
+            for (i, u) in names.iter().enumerate() {
+                check_unit(&format!("{at}.{list}[{i}]"), u)?;
+            }
+        }
+        for (i, u) in m.stop.iter().enumerate() {
+            if c.keep_running.contains(u) {
+                return Err((
+                    format!("{at}.stop[{i}]"),
+                    format!("'{u}' is in keep_running: a transition never stops it"),
+                ));
+            }
+            if *u == m.target || m.start.contains(u) || m.overlay.contains(u) {
+                return Err((
+                    format!("{at}.stop[{i}]"),
+                    format!("'{u}' is both stopped and started"),
+                ));
+            }
+        }
+        for name in m.guards.keys() {
+            if !BUILTIN_GUARDS.contains(&name.as_str()) {
+                return Err((
+                    format!("{at}.guards.{name}"),
+                    format!("unknown guard; known guards: {}", BUILTIN_GUARDS.join(", ")),
+                ));
+            }
+        }
+        for slice in m.slices.keys() {
+            check_unit(&format!("{at}.slices.{slice}"), slice)?;
+            if !slice.ends_with(".slice") {
+                return Err((
+                    format!("{at}.slices.{slice}"),
+                    "budgets apply to .slice units only".into(),
+                ));
+            }
+        }
+    }
+    for (i, u) in c.keep_running.iter().enumerate() {
+        check_unit(&format!("keep_running[{i}]"), u)?;
+    }
+    if !c.audit_log.is_absolute() {
+        return Err(("audit_log".into(), "must be an absolute path".into()));
+    }
+    if c.timeouts.job_secs == 0 || c.timeouts.request_secs == 0 {
+        return Err((
+            "timeouts".into(),
+            "timeouts must be at least 1 second".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("/etc/mode-controller/config.json"))
+    }
+
+    fn err(text: &str) -> String {
+        p(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract_topology() {
+        let c = defaults();
+        assert_eq!(c.modes.compute.target, "compute.target");
+        assert!(c
+            .modes
+            .compute
+            .stop
+            .contains(&"graphical.target".to_string()));
+        assert_eq!(
+            c.modes.studio_local.overlay,
+            ["studio-local-policy.service", "audio-priority.service"]
+        );
+        assert_eq!(c.keep_running, ["k3s.service"]);
+        assert!(c.managed_units().contains(&"k3s.service".to_string()));
+        assert_eq!(
+            c.budgeted_slices(),
+            ["ai.slice", "interactive.slice", "platform.slice"]
+        );
+    }
+
+    #[test]
+    fn missing_file_means_defaults() {
+        let c = load(Path::new("/nonexistent/mode-controller.json")).unwrap();
+        assert_eq!(c, defaults());
+    }
+
+    #[test]
+    fn a_partial_file_merges_over_defaults() {
+        let c = p(r#"{"version": 1, "default_mode": "compute",
+                     "modes": {"compute": {"start": ["vllm.service"], "guards": {"audio_idle": "hard"}}}}"#)
+        .unwrap();
+        assert_eq!(c.default_mode, Mode::Compute);
+        assert_eq!(c.modes.compute.start, ["vllm.service"]);
+        assert_eq!(
+            c.modes.compute.target, "compute.target",
+            "untouched fields keep their default"
+        );
+        assert_eq!(c.modes.compute.guards["audio_idle"], GuardSeverity::Hard);
+        assert_eq!(
+            c.modes.compute.guards["graphical_session_absent"],
+            GuardSeverity::Hard
+        );
+    }
+
+    #[test]
+    fn the_serialized_defaults_are_a_valid_file() {
+        let text = serde_json::to_string(&defaults()).unwrap();
+        assert_eq!(p(&text).unwrap(), defaults());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(
+            err(r#"{"version": 1, "modes": {"compute": {"targt": "x.target"}}}"#)
+                .contains("modes.compute")
+        );
+        assert!(
+            err(r#"{"version": 1, "modes": {"compute": {"targt": "x.target"}}}"#).contains("targt")
+        );
+        assert!(err(r#"{"version": 1, "default_mode": "gaming"}"#).contains("default_mode"));
+        assert!(
+            err(r#"{"version": 1, "modes": {"compute": {"stop": ["k3s.service"]}}}"#)
+                .contains("modes.compute.stop[0]: 'k3s.service' is in keep_running")
+        );
+        assert!(
+            err(r#"{"version": 1, "modes": {"desktop": {"start": ["not a unit"]}}}"#)
+                .contains("modes.desktop.start[0]")
+        );
+        assert!(
+            err(r#"{"version": 1, "modes": {"compute": {"guards": {"vibes_ok": "hard"}}}}"#)
+                .contains("modes.compute.guards.vibes_ok: unknown guard")
+        );
+        assert!(err(r#"{"version": 1, "modes": {"compute": {"slices": {"ai.slice": {"MemoryMax": "lots"}}}}}"#)
+            .contains("modes.compute.slices.ai.slice.MemoryMax"));
+        assert!(err(r#"{"version": 2}"#).contains("unsupported schema version 2"));
+        assert!(err(r#"{}"#).contains("version: missing"));
+        assert!(err(r#"{"version": 1,"#).contains("not valid JSON"));
+        assert!(err(r#"{"version": 1, "surprise": true}"#).contains("surprise"));
+    }
+}
