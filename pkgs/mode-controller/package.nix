@@ -1,0 +1,67 @@
+# The `mode` binary as a Nix package. Built from this checkout with the
+# workspace's own Cargo.lock (no vendor hash to keep in sync), from a source
+# that holds only what cargo reads, so editing docs or Nix files does not
+# rebuild it.
+{
+  lib,
+  stdenv,
+  rustPlatform,
+  installShellFiles,
+}:
+
+let
+  root = ../..;
+  cargoToml = lib.importTOML (root + "/Cargo.toml");
+in
+rustPlatform.buildRustPackage {
+  pname = "mode-controller";
+  inherit (cargoToml.package) version;
+
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      (root + "/Cargo.toml")
+      (root + "/Cargo.lock")
+      (root + "/src")
+      (root + "/guards")
+    ];
+  };
+
+  cargoLock.lockFile = root + "/Cargo.lock";
+
+  nativeBuildInputs = [ installShellFiles ];
+
+  # Only the unit tests run here. The integration tests (tests/*.rs) boot a
+  # real systemd in a systemd-nspawn container as root; the Nix build sandbox
+  # has neither root nor systemd-nspawn, so they are left out of the source
+  # (tests/ is not in the fileset) and cargo finds none to run. The NixOS VM
+  # test (tests/nixos/mode-switch.nix) exercises the installed units instead.
+  cargoTestFlags = [ "--workspace" ];
+
+  # `mode completions bash|zsh|fish` and `mode manpage` are part of the CLI
+  # (clap_complete / clap_mangen); they print to stdout. Running the binary
+  # needs a build platform that can execute it, so cross builds skip this.
+  postInstall = lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+    installShellCompletion --cmd mode \
+      --bash <($out/bin/mode completions bash) \
+      --fish <($out/bin/mode completions fish) \
+      --zsh <($out/bin/mode completions zsh)
+    $out/bin/mode manpage > mode.1
+    installManPage mode.1
+  '';
+
+  meta = {
+    description = "Switch a workstation between desktop, studio and compute modes as verified systemd transitions";
+    longDescription = ''
+      mode-controller moves a dual-GPU workstation between a graphical
+      desktop, a low-latency audio studio and an AI compute node. Each switch
+      is a oneshot systemd transition that checks its guards first (who holds
+      the GPU, whether audio is playing, memory headroom), refuses with the
+      names of the blockers instead of killing them, verifies the result and
+      rolls back on failure.
+    '';
+    license = lib.licenses.mit;
+    mainProgram = "mode";
+    platforms = lib.platforms.linux;
+  };
+}
