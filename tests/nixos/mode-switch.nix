@@ -1,0 +1,196 @@
+# NixOS VM test: the module's units and the real `mode` binary on a booted
+# NixOS. Stand-ins (sleep processes) play the display manager, vLLM and k3s,
+# so the test is about the transitions, not about GPUs. It checks: boot lands
+# in defaultMode; desktop -> compute -> studio-local -> desktop with unit
+# states, state files and slice budgets; k3s untouched throughout; a
+# non-root request refused; `switch-to-configuration` in compute mode keeps
+# compute; a reboot from compute normalizes back to desktop.
+#
+# Called by the flake's checks with `module = self.nixosModules.default`;
+# on its own it imports ../../nixos-modules (which builds the package).
+{
+  pkgs,
+  module ? ../../nixos-modules,
+  ...
+}:
+
+pkgs.testers.runNixOSTest {
+  name = "mode-controller-mode-switch";
+
+  nodes.machine =
+    { lib, pkgs, ... }:
+    let
+      standIn = description: {
+        inherit description;
+        serviceConfig.ExecStart = "${pkgs.coreutils}/bin/sleep infinity";
+      };
+    in
+    {
+      imports = [ module ];
+
+      services.modeController = {
+        enable = true;
+        defaultMode = "desktop";
+        settings.modes = {
+          compute.start = [ "vllm.service" ];
+          compute.slices."ai.slice" = {
+            CPUWeight = 1000;
+            MemoryHigh = "2G";
+          };
+          studio-local.slices."ai.slice" = {
+            CPUWeight = 10;
+            CPUQuota = "50%";
+          };
+        };
+      };
+
+      # The graphical stack of a desktop, without a GPU or a greeter.
+      systemd.defaultUnit = "graphical.target";
+      systemd.services.display-manager = standIn "Stand-in display manager" // {
+        wantedBy = [ "graphical.target" ];
+      };
+      # A compute workload joins compute.target as docs/nixos.md says.
+      systemd.services.vllm = lib.recursiveUpdate (standIn "Stand-in vLLM") {
+        wantedBy = [ "compute.target" ];
+        partOf = [ "compute.target" ];
+        serviceConfig.Slice = "ai.slice";
+      };
+      systemd.services.k3s = lib.recursiveUpdate (standIn "Stand-in k3s") {
+        wantedBy = [ "multi-user.target" ];
+        serviceConfig.Slice = "platform.slice";
+      };
+
+      users.users.alice.isNormalUser = true;
+
+      # A later generation that changes the units a switch could be tempted
+      # to (re)start: the targets, the display manager, the workload, the
+      # controller's configuration.
+      specialisation.changed.configuration = {
+        systemd.targets.desktop.unitConfig.X-TestGeneration = "2";
+        systemd.targets.compute.unitConfig.X-TestGeneration = "2";
+        systemd.services.display-manager.environment.TEST_GENERATION = "2";
+        systemd.services.vllm.environment.TEST_GENERATION = "2";
+        services.modeController.settings.timeouts.job_secs = 60;
+      };
+    };
+
+  testScript =
+    { nodes, ... }:
+    let
+      system = nodes.machine.system.build.toplevel;
+    in
+    ''
+      import json
+
+      def is_active(unit):
+          return machine.execute(f"systemctl is-active --quiet {unit}")[0] == 0
+
+      def expect_active(*units):
+          for unit in units:
+              assert is_active(unit), f"{unit} should be active"
+
+      def expect_inactive(*units):
+          for unit in units:
+              assert not is_active(unit), f"{unit} should not be active"
+
+      def state_file(name):
+          return machine.succeed(f"cat /run/mode-controller/{name}").strip()
+
+      def last_transition():
+          return json.loads(state_file("last-transition.json"))
+
+      def prop(unit, name):
+          return machine.succeed(f"systemctl show --property={name} --value {unit}").strip()
+
+      def observed():
+          return machine.succeed("mode current").strip()
+
+      def k3s_identity():
+          return (prop("k3s.service", "MainPID"), prop("k3s.service", "ActiveEnterTimestampMonotonic"))
+
+      def request(mode):
+          machine.succeed(f"mode request {mode}")
+          t = last_transition()
+          assert t["to"] == mode and t["outcome"] in ("converged", "noop"), t
+          assert state_file("current") == mode
+          assert state_file("desired") == mode
+          assert observed() == mode
+
+      def expect_desktop():
+          expect_active("desktop.target", "graphical.target", "display-manager.service")
+          expect_inactive("compute.target", "vllm.service", "studio-local-policy.service", "audio-priority.service")
+
+      def expect_compute():
+          expect_active("compute.target", "vllm.service")
+          expect_inactive("desktop.target", "graphical.target", "display-manager.service")
+
+      machine.wait_for_unit("multi-user.target")
+      machine.wait_for_unit("mode-controller-boot.service")
+
+      with subtest("boot lands in defaultMode"):
+          expect_desktop()
+          assert observed() == "desktop"
+          assert state_file("current") == "desktop"
+          assert machine.succeed("mode desired").strip() == "desktop"
+          assert last_transition()["to"] == "desktop"
+          machine.succeed("test -s /etc/mode-controller/config.json")
+          machine.succeed("mode config check /etc/mode-controller/config.json")
+          machine.succeed("test -e /run/mode-controller/capability-placement.json")
+          assert json.loads(state_file("capability-placement.json"))["studio"] == "local"
+
+      k3s = k3s_identity()
+      expect_active("k3s.service")
+
+      with subtest("a non-root request is refused and changes nothing"):
+          status, out = machine.execute("su - alice -c 'mode request compute' 2>&1")
+          assert status == 6, f"expected exit 6, got {status}: {out}"
+          expect_desktop()
+          # Anyone may ask.
+          machine.succeed("su - alice -c 'mode status'")
+          machine.succeed("su - alice -c 'mode dry-run compute'")
+
+      with subtest("desktop -> compute"):
+          request("compute")
+          expect_compute()
+          assert prop("ai.slice", "CPUWeight") == "1000"
+          assert prop("ai.slice", "MemoryHigh") == str(2 * 1024**3)
+          assert k3s_identity() == k3s, "k3s was restarted"
+
+      with subtest("a switch in compute mode keeps compute"):
+          before = last_transition()["id"]
+          machine.succeed("${system}/specialisation/changed/bin/switch-to-configuration test")
+          expect_compute()
+          assert observed() == "compute"
+          assert last_transition()["id"] == before, "the switch ran a transition"
+          assert k3s_identity() == k3s, "k3s was restarted"
+          machine.succeed("${system}/bin/switch-to-configuration test")
+          expect_compute()
+
+      with subtest("compute -> studio-local"):
+          request("studio-local")
+          expect_active("desktop.target", "display-manager.service", "studio-local-policy.service", "audio-priority.service")
+          expect_inactive("compute.target", "vllm.service")
+          assert prop("ai.slice", "CPUWeight") == "10"
+          assert prop("ai.slice", "CPUQuotaPerSecUSec") == "500ms"
+          assert k3s_identity() == k3s, "k3s was restarted"
+
+      with subtest("studio-local -> desktop"):
+          request("desktop")
+          expect_desktop()
+          assert prop("ai.slice", "MemoryHigh") == "infinity"
+          assert k3s_identity() == k3s, "k3s was restarted"
+
+      with subtest("the audit log holds every transition"):
+          lines = machine.succeed("cat /var/lib/mode-controller/transitions.jsonl").strip().splitlines()
+          assert [json.loads(l)["to"] for l in lines][-3:] == ["compute", "studio-local", "desktop"], lines
+
+      with subtest("a reboot from compute normalizes to defaultMode"):
+          request("compute")
+          machine.reboot()
+          machine.wait_for_unit("multi-user.target")
+          machine.wait_for_unit("mode-controller-boot.service")
+          expect_desktop()
+          assert observed() == "desktop"
+          expect_active("k3s.service")
+    '';
+}
