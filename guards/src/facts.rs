@@ -28,6 +28,21 @@ pub struct UnitState {
     pub sub_state: String,
 }
 
+/// One process of a unit, as systemd lists it (`GetUnitProcesses`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SliceProcess {
+    pub pid: u32,
+    /// The command line systemd reports for the process.
+    pub command: String,
+}
+
+/// One unit running in the AI slice, with its processes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SliceUnit {
+    pub unit: String,
+    pub processes: Vec<SliceProcess>,
+}
+
 /// Everything gathered over D-Bus for one evaluation.
 #[derive(Debug, Clone)]
 pub struct Facts {
@@ -37,6 +52,13 @@ pub struct Facts {
     pub units_to_start: Vec<UnitState>,
     /// logind sessions, or why logind could not be asked.
     pub sessions: Result<Vec<SessionInfo>, String>,
+    /// Units (services and scopes) in the AI slice (`GuardSettings::ai_slice.slice`)
+    /// with their processes, or why systemd could not be asked.
+    pub slice_units: Result<Vec<SliceUnit>, String>,
+    /// The current state of the units named by
+    /// `GuardSettings::units_of_interest()` (the vLLM unit); a unit missing
+    /// here was not gathered.
+    pub unit_states: Vec<UnitState>,
 }
 
 impl Facts {
@@ -46,6 +68,13 @@ impl Facts {
             target_mode: target_mode.into(),
             units_to_start: Vec::new(),
             sessions: Err("logind sessions were not gathered".into()),
+            slice_units: Err("units in the AI slice were not gathered".into()),
+            unit_states: Vec::new(),
         }
+    }
+
+    /// The gathered state of `unit`, if the controller gathered it.
+    pub fn unit_state(&self, unit: &str) -> Option<&UnitState> {
+        self.unit_states.iter().find(|u| u.unit == unit)
     }
 }

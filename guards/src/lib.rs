@@ -2,17 +2,47 @@
 //! machine and says whether a mode switch is safe, naming every blocker with
 //! its evidence. Guards never change anything; they only read and report.
 
+mod advice;
+mod audio_idle;
+mod cpu_load_safe;
+mod external;
 mod facts;
+mod gpu_display_released;
 mod graphical_session_absent;
+mod memory_headroom;
+pub mod probe;
+mod registry;
 mod report;
+mod roots;
 mod run;
+mod settings;
+mod studio_capability_local;
 mod target_reachable;
+mod user_jobs_safe;
+mod vllm_drainable;
 
-pub use facts::{Facts, SessionInfo, UnitState};
+pub use advice::advice;
+pub use audio_idle::AudioIdle;
+pub use cpu_load_safe::CpuLoadSafe;
+pub use external::ExternalGuard;
+pub use facts::{Facts, SessionInfo, SliceProcess, SliceUnit, UnitState};
+pub use gpu_display_released::{
+    resolve_display, DisplayGpu, DisplayGpuUse, GpuDisplayReleased, GpuHolder, UnknownHolder,
+};
 pub use graphical_session_absent::GraphicalSessionAbsent;
+pub use memory_headroom::MemoryHeadroom;
+pub use registry::{builtin, external, gpu_release_verification, BUILTIN_GUARDS};
 pub use report::{GuardReport, GuardResult, Outcome, Severity, Verdict};
+pub use roots::Roots;
 pub use run::evaluate_all;
+pub use settings::{
+    AiSliceSettings, CpuSettings, ExternalGuardSettings, GpuSettings, GuardSettings,
+    MemorySettings, VllmSettings,
+};
+pub use studio_capability_local::{StudioCapabilityLocal, PLACEMENT_FILE};
 pub use target_reachable::TargetReachable;
+pub use user_jobs_safe::UserJobsSafe;
+pub use vllm_drainable::VllmDrainable;
 
 use std::time::Duration;
 

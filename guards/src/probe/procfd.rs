@@ -1,0 +1,348 @@
+//! The `/proc/*/fd` scan: which processes hold which GPU device nodes open,
+//! matched by device number (one `statx` per fd, no path walk), so renamed
+//! or bind-mounted nodes are still found. Processes whose fds cannot be read
+//! are listed as unreadable, never dropped.
+
+use std::collections::BTreeSet;
+use std::ffi::CStr;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
+use rustix::io::Errno;
+use serde::Serialize;
+
+use super::{read_text, ProbeError};
+
+/// The fixed character major of the NVIDIA driver (`/dev/nvidia*`).
+pub const NVIDIA_MAJOR: u32 = 195;
+/// The fixed character major of DRM (`/dev/dri/card*`, `renderD*`).
+pub const DRM_MAJOR: u32 = 226;
+const NVIDIA_MODESET_MINOR: u32 = 254;
+const NVIDIA_CONTROL_MINOR: u32 = 255;
+const S_IFMT: u16 = 0o170000;
+const S_IFCHR: u16 = 0o020000;
+
+/// How the device numbers of one character major are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceFamily {
+    /// Major 195: minor N is `/dev/nvidiaN`, 254 `nvidia-modeset`, 255 `nvidiactl`.
+    Nvidia,
+    /// `nvidia-uvm` (dynamic major): shared by every NVIDIA GPU.
+    NvidiaUvm,
+    /// `nvidia-caps` (dynamic major): shared by every NVIDIA GPU.
+    NvidiaCaps,
+    /// Major 226: `card*` and `renderD*`, mapped to a GPU through sysfs.
+    Drm,
+}
+
+/// One exact device a test (or an unusual system) wants treated as a node
+/// of the GPU at `gpu` (a PCI address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandIn {
+    pub matches: StandInMatch,
+    pub gpu: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StandInMatch {
+    /// A character device with this major:minor.
+    CharDevice { major: u32, minor: u32 },
+    /// An fd whose link target is exactly this path (costs a readlink per fd).
+    Path(PathBuf),
+}
+
+/// Which open files count as GPU device nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceRule {
+    pub majors: Vec<(u32, DeviceFamily)>,
+    pub stand_ins: Vec<StandIn>,
+}
+
+impl DeviceRule {
+    /// The real rule: NVIDIA 195, DRM 226, and the dynamic majors of
+    /// `nvidia-uvm` and `nvidia-caps` from `<procfs>/devices` (absent when
+    /// those modules are not loaded).
+    pub fn system(procfs: &Path) -> Result<Self, ProbeError> {
+        let devices = procfs.join("devices");
+        let text = read_text(&devices)?;
+        let mut majors = vec![
+            (NVIDIA_MAJOR, DeviceFamily::Nvidia),
+            (DRM_MAJOR, DeviceFamily::Drm),
+        ];
+        majors.extend(dynamic_nvidia_majors(&text));
+        Ok(Self {
+            majors,
+            stand_ins: Vec::new(),
+        })
+    }
+
+    /// Only the given stand-ins (tests).
+    pub fn stand_ins(stand_ins: Vec<StandIn>) -> Self {
+        Self {
+            majors: Vec::new(),
+            stand_ins,
+        }
+    }
+
+    fn needs_link_targets(&self) -> bool {
+        self.stand_ins
+            .iter()
+            .any(|s| matches!(s.matches, StandInMatch::Path(_)))
+    }
+
+    fn classify(&self, major: u32, minor: u32, link: Option<&Path>) -> Option<DeviceKind> {
+        for s in &self.stand_ins {
+            let hit = match &s.matches {
+                StandInMatch::CharDevice { major: a, minor: b } => (*a, *b) == (major, minor),
+                StandInMatch::Path(p) => link == Some(p.as_path()),
+            };
+            if hit {
+                return Some(DeviceKind::StandIn { gpu: s.gpu.clone() });
+            }
+        }
+        let family = self.majors.iter().find(|(m, _)| *m == major)?.1;
+        Some(match family {
+            DeviceFamily::Nvidia => match minor {
+                NVIDIA_CONTROL_MINOR => DeviceKind::NvidiaControl,
+                NVIDIA_MODESET_MINOR => DeviceKind::NvidiaModeset,
+                _ => DeviceKind::NvidiaGpu { minor },
+            },
+            DeviceFamily::NvidiaUvm => DeviceKind::NvidiaUvm,
+            DeviceFamily::NvidiaCaps => DeviceKind::NvidiaCaps,
+            DeviceFamily::Drm => DeviceKind::Drm { minor },
+        })
+    }
+}
+
+/// The character majors named `nvidia-uvm` and `nvidia-caps*` in `/proc/devices`.
+pub fn dynamic_nvidia_majors(devices: &str) -> Vec<(u32, DeviceFamily)> {
+    let character = devices.split("Block devices:").next().unwrap_or_default();
+    character
+        .lines()
+        .filter_map(|line| {
+            let (major, name) = line.trim().split_once(' ')?;
+            let major: u32 = major.parse().ok()?;
+            let family = match name.trim() {
+                "nvidia-uvm" => DeviceFamily::NvidiaUvm,
+                n if n.starts_with("nvidia-caps") => DeviceFamily::NvidiaCaps,
+                _ => return None,
+            };
+            Some((major, family))
+        })
+        .collect()
+}
+
+/// What kind of GPU node an open fd refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DeviceKind {
+    NvidiaGpu { minor: u32 },
+    NvidiaControl,
+    NvidiaModeset,
+    NvidiaUvm,
+    NvidiaCaps,
+    Drm { minor: u32 },
+    StandIn { gpu: String },
+}
+
+/// One open fd on a GPU node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenDevice {
+    pub fd: u32,
+    /// Where the fd points, as the kernel names it (`/dev/nvidia0`).
+    pub path: String,
+    pub major: u32,
+    pub minor: u32,
+    #[serde(flatten)]
+    pub kind: DeviceKind,
+}
+
+/// A process and the GPU nodes it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceHolder {
+    pub pid: u32,
+    pub devices: Vec<OpenDevice>,
+}
+
+/// A process whose fds could not be listed: it may hold the GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreadableProcess {
+    pub pid: u32,
+    pub error: String,
+}
+
+/// The result of one scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FdScan {
+    pub holders: Vec<DeviceHolder>,
+    pub unreadable: Vec<UnreadableProcess>,
+    pub processes_scanned: usize,
+    pub fds_scanned: usize,
+}
+
+/// Scan every process under `procfs` (except `skip`, normally this process,
+/// whose own NVML handle would otherwise count) for fds matching `rule`.
+pub fn scan(procfs: &Path, rule: &DeviceRule, skip: &BTreeSet<u32>) -> Result<FdScan, ProbeError> {
+    let entries = std::fs::read_dir(procfs).map_err(|e| ProbeError::read(procfs, e))?;
+    let mut result = FdScan::default();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if skip.contains(&pid) {
+            continue;
+        }
+        let fd_dir = procfs.join(pid.to_string()).join("fd");
+        match scan_process(&fd_dir, rule) {
+            Ok(ProcessScan::Gone) => {}
+            Ok(ProcessScan::Scanned { devices, fds }) => {
+                result.processes_scanned += 1;
+                result.fds_scanned += fds;
+                if !devices.is_empty() {
+                    result.holders.push(DeviceHolder { pid, devices });
+                }
+            }
+            Err(error) => {
+                result.processes_scanned += 1;
+                result.unreadable.push(UnreadableProcess {
+                    pid,
+                    error: format!("{}: {error}", fd_dir.display()),
+                });
+            }
+        }
+    }
+    result.holders.sort_by_key(|h| h.pid);
+    result.unreadable.sort_by_key(|u| u.pid);
+    Ok(result)
+}
+
+enum ProcessScan {
+    /// The process exited before or while it was read.
+    Gone,
+    Scanned {
+        devices: Vec<OpenDevice>,
+        fds: usize,
+    },
+}
+
+fn scan_process(fd_dir: &Path, rule: &DeviceRule) -> Result<ProcessScan, Errno> {
+    let dir_fd = match rustix::fs::open(
+        fd_dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) | Err(Errno::SRCH) => return Ok(ProcessScan::Gone),
+        Err(e) => return Err(e),
+    };
+    let mut dir = rustix::fs::Dir::read_from(&dir_fd)?;
+    let with_links = rule.needs_link_targets();
+    let mut devices = Vec::new();
+    let mut fds = 0;
+    while let Some(entry) = dir.read() {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(Errno::NOENT) | Err(Errno::SRCH) => return Ok(ProcessScan::Gone),
+            Err(e) => return Err(e),
+        };
+        let name = entry.file_name();
+        let Some(fd) = fd_number(name) else { continue };
+        fds += 1;
+        if let Some(device) = match_fd(&dir_fd, name, fd, rule, with_links) {
+            devices.push(device);
+        }
+    }
+    Ok(ProcessScan::Scanned { devices, fds })
+}
+
+fn fd_number(name: &CStr) -> Option<u32> {
+    name.to_str().ok()?.parse().ok()
+}
+
+/// One fd: `statx` through the magic link (without syncing remote file
+/// systems) gives the device number; only a match costs a readlink.
+fn match_fd(
+    dir_fd: &rustix::fd::OwnedFd,
+    name: &CStr,
+    fd: u32,
+    rule: &DeviceRule,
+    with_links: bool,
+) -> Option<OpenDevice> {
+    let link = if with_links {
+        rustix::fs::readlinkat(dir_fd, name, Vec::new())
+            .ok()
+            .map(|c| PathBuf::from(c.to_string_lossy().into_owned()))
+    } else {
+        None
+    };
+    let st = rustix::fs::statx(dir_fd, name, AtFlags::STATX_DONT_SYNC, StatxFlags::TYPE).ok()?;
+    let is_char = st.stx_mode & S_IFMT == S_IFCHR;
+    let (major, minor) = if is_char {
+        (st.stx_rdev_major, st.stx_rdev_minor)
+    } else if link.is_some() {
+        (0, 0)
+    } else {
+        return None;
+    };
+    let kind = rule.classify(major, minor, link.as_deref())?;
+    if !is_char && !matches!(kind, DeviceKind::StandIn { .. }) {
+        return None;
+    }
+    let path = match link {
+        Some(l) => l.to_string_lossy().into_owned(),
+        None => rustix::fs::readlinkat(dir_fd, name, Vec::new())
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| format!("char {major}:{minor}")),
+    };
+    Some(OpenDevice {
+        fd,
+        path,
+        major,
+        minor,
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_dynamic_majors_of_uvm_and_caps_in_proc_devices() {
+        let text = "Character devices:\n  1 mem\n195 nvidia-frontend\n226 drm\n507 nvidia-uvm\n510 nvidia-caps\n511 nvidia-caps-imex-channels\n\nBlock devices:\n259 blkext\n509 nvidia-uvm\n";
+        let majors = dynamic_nvidia_majors(text);
+        assert_eq!(
+            majors,
+            vec![
+                (507, DeviceFamily::NvidiaUvm),
+                (510, DeviceFamily::NvidiaCaps),
+                (511, DeviceFamily::NvidiaCaps)
+            ]
+        );
+    }
+
+    #[test]
+    fn nvidia_minors_name_control_modeset_and_gpu_nodes() {
+        let rule = DeviceRule {
+            majors: vec![(NVIDIA_MAJOR, DeviceFamily::Nvidia)],
+            stand_ins: vec![],
+        };
+        assert_eq!(
+            rule.classify(195, 255, None),
+            Some(DeviceKind::NvidiaControl)
+        );
+        assert_eq!(
+            rule.classify(195, 254, None),
+            Some(DeviceKind::NvidiaModeset)
+        );
+        assert_eq!(
+            rule.classify(195, 1, None),
+            Some(DeviceKind::NvidiaGpu { minor: 1 })
+        );
+        assert_eq!(rule.classify(1, 3, None), None);
+    }
+}

@@ -1,0 +1,230 @@
+//! `GuardSettings`: every threshold, allow-list and endpoint the guards read,
+//! in the shape the controller embeds in its JSON configuration under
+//! `guard_settings`. Defaults are sensible for one NixOS workstation.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// All guard settings. Every part has defaults, so `{}` is a valid value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardSettings {
+    /// `gpu_display_released`: which GPU drives the display and who may hold it.
+    pub gpu: GpuSettings,
+    /// `memory_headroom`: free memory floor and memory pressure ceiling.
+    pub memory: MemorySettings,
+    /// `cpu_load_safe`: CPU pressure ceiling (and the load-average fallback).
+    pub cpu: CpuSettings,
+    /// `user_jobs_safe`: the slice that holds AI work and the services the
+    /// controller manages there itself.
+    pub ai_slice: AiSliceSettings,
+    /// `vllm_drainable`: where vLLM answers and how long to wait for it to drain.
+    pub vllm: VllmSettings,
+    /// External guards: executables that report under their own names.
+    pub external: Vec<ExternalGuardSettings>,
+}
+
+/// Settings of `gpu_display_released`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuSettings {
+    /// The GPU that drives the display: a PCI address (`0000:01:00.0`) or an
+    /// NVML UUID (`GPU-...`). Absent: the GPU the firmware booted the display
+    /// on (`boot_vga`), or the only GPU there is.
+    pub display_gpu: Option<String>,
+    /// Processes allowed to hold the display GPU, matched against the
+    /// command name (`comm`), the executable's file name and `argv[0]`'s.
+    pub allow: Vec<String>,
+    /// Where libnvidia-ml lives (NixOS: `/run/opengl-driver/lib/libnvidia-ml.so.1`).
+    pub nvml_library: PathBuf,
+    /// When true, NVML being unavailable (library missing, driver not
+    /// loaded) is an `error`; when false the `/proc` scan decides alone and
+    /// the reason says NVML was not asked.
+    pub require_nvml: bool,
+    /// How long the post-teardown verification waits for the display to let go.
+    pub release_timeout_secs: u64,
+    /// How often the post-teardown verification looks again.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for GpuSettings {
+    fn default() -> Self {
+        Self {
+            display_gpu: None,
+            allow: [
+                "nvidia-persistenced",
+                "nvidia-powerd",
+                "nv-hostengine",
+                "nvidia-device-plugin",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            nvml_library: PathBuf::from("/run/opengl-driver/lib/libnvidia-ml.so.1"),
+            require_nvml: false,
+            release_timeout_secs: 10,
+            poll_interval_ms: 100,
+        }
+    }
+}
+
+/// Settings of `memory_headroom`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySettings {
+    /// `MemAvailable` must be at least this many MiB.
+    pub min_available_mib: u64,
+    /// Memory pressure (`some avg10`, percent of time stalled) must stay below this.
+    pub max_pressure_avg10: f64,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self {
+            min_available_mib: 4096,
+            max_pressure_avg10: 10.0,
+        }
+    }
+}
+
+/// Settings of `cpu_load_safe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpuSettings {
+    /// CPU pressure (`some avg10`, percent of time runnable tasks waited) must stay below this.
+    pub max_pressure_avg10: f64,
+    /// Without PSI: the 1-minute load average divided by the CPU count must stay below this.
+    pub max_load_per_cpu: f64,
+}
+
+impl Default for CpuSettings {
+    fn default() -> Self {
+        Self {
+            max_pressure_avg10: 40.0,
+            max_load_per_cpu: 1.5,
+        }
+    }
+}
+
+/// Settings of `user_jobs_safe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AiSliceSettings {
+    /// The slice whose units the controller lists into `Facts::slice_units`.
+    pub slice: String,
+    /// Units in that slice that the controller itself stops and starts;
+    /// anything else running there is the user's work.
+    pub managed: Vec<String>,
+}
+
+impl Default for AiSliceSettings {
+    fn default() -> Self {
+        Self {
+            slice: "ai.slice".into(),
+            managed: vec!["vllm.service".into()],
+        }
+    }
+}
+
+/// Settings of `vllm_drainable`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VllmSettings {
+    /// Base URL of the vLLM OpenAI server (`http://host:port`, plain HTTP).
+    pub endpoint: String,
+    /// The unit that runs vLLM; its state (in `Facts::unit_states`) decides
+    /// whether an unreachable endpoint is an error or the guard is skipped.
+    pub unit: String,
+    /// Time between the two scrapes that must both show no requests.
+    pub scrape_interval_ms: u64,
+    /// How long to keep scraping for the queue to drain before failing
+    /// (0: two scrapes, then decide).
+    pub drain_wait_secs: u64,
+    /// Connect, write and read timeout of one HTTP request.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for VllmSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: "http://127.0.0.1:8000".into(),
+            unit: "vllm.service".into(),
+            scrape_interval_ms: 500,
+            drain_wait_secs: 0,
+            request_timeout_ms: 1000,
+        }
+    }
+}
+
+/// One external guard: an executable that exits 0 (pass), 1 (fail) or
+/// anything else (error), optionally printing `{"reason": ..., "evidence": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalGuardSettings {
+    /// The name it reports under (must not be a built-in guard's name).
+    pub name: String,
+    /// Absolute path of the executable.
+    pub path: PathBuf,
+    /// Arguments passed to it.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// It is killed, and reported as `error`, after this many seconds.
+    #[serde(default = "default_external_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_external_timeout_secs() -> u64 {
+    5
+}
+
+impl GuardSettings {
+    /// The units whose state the controller should put into
+    /// `Facts::unit_states` for these guards (today: the vLLM unit).
+    pub fn units_of_interest(&self) -> Vec<String> {
+        vec![self.vllm.unit.clone()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_object_gives_the_defaults() {
+        let s: GuardSettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(s, GuardSettings::default());
+        assert_eq!(
+            s.gpu.nvml_library,
+            PathBuf::from("/run/opengl-driver/lib/libnvidia-ml.so.1")
+        );
+    }
+
+    #[test]
+    fn a_misspelled_field_is_rejected_by_name() {
+        let e = serde_json::from_str::<GuardSettings>(r#"{"gpu": {"alow": []}}"#).unwrap_err();
+        assert!(e.to_string().contains("alow"), "{e}");
+    }
+
+    #[test]
+    fn defaults_round_trip_through_json() {
+        let s = GuardSettings {
+            external: vec![ExternalGuardSettings {
+                name: "no_ssh_sessions".into(),
+                path: "/usr/lib/mode/no-ssh-sessions".into(),
+                args: vec![],
+                timeout_secs: 3,
+            }],
+            ..GuardSettings::default()
+        };
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<GuardSettings>(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn an_external_guard_gets_a_default_timeout() {
+        let s: GuardSettings =
+            serde_json::from_str(r#"{"external": [{"name": "x", "path": "/bin/true"}]}"#).unwrap();
+        assert_eq!(s.external[0].timeout_secs, 5);
+    }
+}

@@ -1,0 +1,161 @@
+//! `vllm_drainable`: the vLLM server has nothing running or queued, on two
+//! consecutive scrapes of `/metrics`, so stopping it loses no request.
+//! Unreachable while its unit is active is an error; not active is skipped.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::probe::http::{self, HttpUrl};
+use crate::probe::prometheus;
+use crate::settings::VllmSettings;
+use crate::{Facts, Guard, Verdict};
+
+pub const NAME: &str = "vllm_drainable";
+pub const RUNNING_METRIC: &str = "vllm:num_requests_running";
+pub const WAITING_METRIC: &str = "vllm:num_requests_waiting";
+
+/// Unit states in which vLLM may be serving.
+const LIVE_STATES: [&str; 4] = ["active", "activating", "reloading", "deactivating"];
+
+pub struct VllmDrainable {
+    settings: VllmSettings,
+}
+
+/// One scrape's counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Queue {
+    running: f64,
+    waiting: f64,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.running == 0.0 && self.waiting == 0.0
+    }
+}
+
+impl VllmDrainable {
+    pub fn new(settings: &VllmSettings) -> Self {
+        Self {
+            settings: settings.clone(),
+        }
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.request_timeout_ms.max(1))
+    }
+
+    fn scrape(&self, base: &HttpUrl) -> Result<Queue, String> {
+        let url = base.with_path("/metrics");
+        let response = http::get(&url, self.request_timeout()).map_err(|e| e.to_string())?;
+        if response.status != 200 {
+            return Err(format!(
+                "{} answered HTTP {}",
+                url.to_url(),
+                response.status
+            ));
+        }
+        let value = |metric: &str| {
+            prometheus::sum(&response.body, metric)
+                .ok_or_else(|| format!("{} has no {metric}", url.to_url()))
+        };
+        Ok(Queue {
+            running: value(RUNNING_METRIC)?,
+            waiting: value(WAITING_METRIC)?,
+        })
+    }
+}
+
+impl Guard for VllmDrainable {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.drain_wait_secs)
+            + Duration::from_millis(2 * self.settings.scrape_interval_ms)
+            + 3 * self.request_timeout()
+            + Duration::from_secs(2)
+    }
+
+    fn check(&self, facts: &Facts) -> Verdict {
+        let unit = &self.settings.unit;
+        let state = facts.unit_state(unit);
+        if let Some(s) = state {
+            if s.load_state == "not-found" {
+                return Verdict::skipped(format!("{unit} is not installed"));
+            }
+            if !LIVE_STATES.contains(&s.active_state.as_str()) {
+                return Verdict::skipped(format!("{unit} is {}; nothing to drain", s.active_state));
+            }
+        }
+        let unit_words = match state {
+            Some(s) => format!("{unit} is {}", s.active_state),
+            None => format!("the state of {unit} was not gathered"),
+        };
+        let base = match HttpUrl::parse(&self.settings.endpoint) {
+            Ok(u) => u,
+            Err(e) => return Verdict::error(format!("guard_settings.vllm.endpoint: {e}")),
+        };
+        let health = base.with_path("/health");
+        match http::get(&health, self.request_timeout()) {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => {
+                return Verdict::error(format!(
+                    "{unit_words} but {} answers HTTP {}: vLLM is not healthy, so its queue cannot be read",
+                    health.to_url(),
+                    r.status
+                ))
+            }
+            Err(e) => return Verdict::error(format!("{unit_words} but vLLM is unreachable: {e}")),
+        }
+
+        let interval = Duration::from_millis(self.settings.scrape_interval_ms);
+        let deadline = Instant::now() + Duration::from_secs(self.settings.drain_wait_secs);
+        let mut empty_in_a_row = 0;
+        let mut scrapes = 0;
+        loop {
+            let queue = match self.scrape(&base) {
+                Ok(q) => q,
+                Err(e) => return Verdict::error(format!("cannot read vLLM's queue: {e}")),
+            };
+            scrapes += 1;
+            let evidence = json!({
+                "endpoint": base.to_url(),
+                "running": queue.running,
+                "waiting": queue.waiting,
+                "scrapes": scrapes,
+            });
+            if queue.is_empty() {
+                empty_in_a_row += 1;
+                if empty_in_a_row >= 2 {
+                    return Verdict::new(
+                        crate::Outcome::Pass,
+                        format!("vLLM has no running or waiting requests on {empty_in_a_row} scrapes {} ms apart", interval.as_millis()),
+                        evidence,
+                    );
+                }
+            } else {
+                empty_in_a_row = 0;
+                if Instant::now() >= deadline {
+                    return Verdict::fail(
+                        format!(
+                            "vLLM still has {} running and {} waiting requests{}",
+                            queue.running,
+                            queue.waiting,
+                            if self.settings.drain_wait_secs > 0 {
+                                format!(" after waiting {} s", self.settings.drain_wait_secs)
+                            } else {
+                                String::new()
+                            }
+                        ),
+                        evidence,
+                    );
+                }
+            }
+            thread::sleep(interval);
+        }
+    }
+}
