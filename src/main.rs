@@ -1,3 +1,17 @@
+//! `mode`: switch this workstation between desktop, studio-local and compute
+//! as verified systemd transitions. See `mode --help` and docs/.
+
+mod cli;
+mod clock;
 mod config;
+mod controller;
+mod logging;
 mod mode;
-fn main() {}
+mod observe;
+mod plan;
+mod state;
+mod systemd;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,287 @@
+//! The `mode` command: picks the command, runs it on a current-thread tokio
+//! runtime, renders text or JSON, and maps every error to the contract's exit
+//! code with one line on stderr. No logic beyond choosing and formatting.
+
+mod args;
+mod render;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+use serde::Serialize;
+
+pub use args::Cli;
+use args::{Command, ConfigCommand};
+
+use crate::config;
+use crate::controller::{self, Context, Error, RequestOutcome};
+use crate::state::{StateDir, TransitionOutcome, TransitionRecord};
+use crate::systemd::Bus;
+
+/// What a command produced: text or a JSON value, and its exit code.
+struct Output {
+    text: String,
+    json: serde_json::Value,
+    code: u8,
+    /// The one stderr line for a non-zero exit.
+    error: Option<String>,
+}
+
+impl Output {
+    fn ok<T: Serialize>(text: String, value: &T) -> Self {
+        Self {
+            text,
+            json: serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+            code: 0,
+            error: None,
+        }
+    }
+}
+
+fn outcome_code(outcome: TransitionOutcome) -> u8 {
+    match outcome {
+        TransitionOutcome::Converged | TransitionOutcome::Noop => 0,
+        TransitionOutcome::Refused => 3,
+        TransitionOutcome::Failed => 4,
+    }
+}
+
+fn transition_output(record: &TransitionRecord, ctx: &Context) -> Output {
+    let (text, error) = render::transition(record, ctx.state.root());
+    Output {
+        text,
+        json: serde_json::to_value(record).unwrap_or_default(),
+        code: outcome_code(record.outcome),
+        error,
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+async fn run_async(cli: &Cli, ctx: &Context) -> Result<Output, Error> {
+    let bus = Bus::connect().await?;
+    let caller = format!("cli uid={}", nix::unistd::getuid());
+    match &cli.command {
+        Command::Request {
+            mode,
+            no_wait,
+            timeout,
+        } => {
+            let secs = timeout.unwrap_or(ctx.config.timeouts.request_secs);
+            match controller::request(ctx, &bus, *mode, !no_wait, Duration::from_secs(secs)).await?
+            {
+                RequestOutcome::Queued { unit, job } => Ok(Output::ok(
+                    format!("queued {unit} (job {job}); follow it with `mode status`\n"),
+                    &serde_json::json!({"queued": unit, "job": job}),
+                )),
+                RequestOutcome::Finished {
+                    record: Some(r),
+                    exit,
+                } => {
+                    let mut out = transition_output(&r, ctx);
+                    out.code = exit;
+                    Ok(out)
+                }
+                RequestOutcome::Finished { record: None, exit } => {
+                    let why = match exit {
+                        5 => "busy: another transition held the lock; try again when `mode status` no longer shows it"
+                            .to_string(),
+                        _ => format!(
+                            "the transition unit exited with code {exit} without recording a transition; see `journalctl -u mode-controller@{}.service`",
+                            mode
+                        ),
+                    };
+                    Ok(Output {
+                        text: String::new(),
+                        json: serde_json::json!({"error": why, "exit_code": exit}),
+                        code: if exit == 0 { 1 } else { exit },
+                        error: Some(why),
+                    })
+                }
+            }
+        }
+        Command::Apply { mode } => {
+            controller::require_root(&format!("apply {mode}"))?;
+            let record = controller::apply(ctx, &bus, *mode, &caller).await?;
+            Ok(transition_output(&record, ctx))
+        }
+        Command::Reconcile => {
+            controller::require_root("reconcile")?;
+            match controller::reconcile(ctx, &bus).await? {
+                Some(record) => Ok(transition_output(&record, ctx)),
+                None => Ok(Output::ok(
+                    "already converged: nothing to do\n".into(),
+                    &serde_json::json!({"outcome": "noop"}),
+                )),
+            }
+        }
+        Command::Status => {
+            let s = controller::status(ctx, &bus).await?;
+            let mut out = Output::ok(render::status(&s), &s);
+            if let Some(first) = s.problems.first() {
+                out.code = 7;
+                out.error = Some(format!(
+                    "{first}; `sudo mode reconcile` or a new request rewrites it"
+                ));
+            }
+            Ok(out)
+        }
+        Command::Current => {
+            let lock = ctx.state.lock_holder();
+            let recorded = ctx.state.current().unwrap_or(None);
+            let o = ctx.observe(&bus, lock.as_ref(), recorded).await?;
+            Ok(Output::ok(format!("{}\n", o.mode), &o))
+        }
+        Command::DryRun { mode } => {
+            let d = controller::dry_run(ctx, &bus, *mode).await?;
+            Ok(Output::ok(render::dry_run(&d), &d))
+        }
+        Command::Explain { mode } => {
+            let lock = ctx.state.lock_holder();
+            let recorded = ctx.state.current().unwrap_or(None);
+            let o = ctx.observe(&bus, lock.as_ref(), recorded).await?;
+            let dry = match mode {
+                Some(m) => Some(controller::dry_run(ctx, &bus, *m).await?),
+                None => None,
+            };
+            let text = render::explain(&o, dry.as_ref());
+            Ok(Output::ok(
+                text.clone(),
+                &serde_json::json!({"explanation": text, "observed": o, "dry_run": dry}),
+            ))
+        }
+        Command::Desired | Command::Config(_) | Command::Completions { .. } | Command::Manpage => {
+            Err(Error::Internal("this command needs no bus".into()))
+        }
+    }
+}
+
+/// Commands that need neither the bus nor a runtime.
+fn run_local(cli: &Cli, ctx: Option<&Context>) -> Option<Result<Output, Error>> {
+    match &cli.command {
+        Command::Desired => ctx.map(|ctx| {
+            controller::desired_mode(ctx).map(|(m, source)| {
+                Output::ok(
+                    format!("{m}\n"),
+                    &serde_json::json!({"desired": m, "source": source}),
+                )
+            })
+        }),
+        Command::Config(ConfigCommand::Check { file }) => Some(check_config(file)),
+        Command::Config(ConfigCommand::Defaults) => {
+            let d = config::defaults();
+            Some(Ok(Output::ok(
+                serde_json::to_string_pretty(&d).unwrap_or_default() + "\n",
+                &d,
+            )))
+        }
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "mode", &mut buf);
+            Some(Ok(raw(buf)))
+        }
+        Command::Manpage => {
+            let mut buf = Vec::new();
+            Some(
+                clap_mangen::Man::new(Cli::command())
+                    .render(&mut buf)
+                    .map(|_| raw(buf))
+                    .map_err(|e| Error::Internal(format!("cannot render the man page: {e}"))),
+            )
+        }
+        _ => None,
+    }
+}
+
+fn raw(bytes: Vec<u8>) -> Output {
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Output::ok(text.clone(), &text)
+}
+
+fn check_config(file: &std::path::Path) -> Result<Output, Error> {
+    if !file.exists() {
+        return Err(config::ConfigError::Read {
+            path: file.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        }
+        .into());
+    }
+    let c = config::load(file)?;
+    let text = format!(
+        "{} is valid: default mode {}, {} managed units, {} slices budgeted\n",
+        file.display(),
+        c.default_mode,
+        c.managed_units().len(),
+        c.budgeted_slices().len()
+    );
+    Ok(Output::ok(
+        text,
+        &serde_json::json!({"valid": true, "config": c}),
+    ))
+}
+
+fn is_mutating(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Request { .. } | Command::Apply { .. } | Command::Reconcile
+    )
+}
+
+fn execute(cli: &Cli) -> Result<Output, Error> {
+    let needs_config = !matches!(
+        cli.command,
+        Command::Config(_) | Command::Completions { .. } | Command::Manpage
+    );
+    let ctx = if needs_config {
+        Some(Context {
+            config: config::load(&cli.config)?,
+            state: StateDir::new(&cli.state_dir),
+        })
+    } else {
+        None
+    };
+    if let Some(result) = run_local(cli, ctx.as_ref()) {
+        return result;
+    }
+    let ctx = ctx.ok_or_else(|| Error::Internal("no configuration loaded".into()))?;
+    if is_mutating(&cli.command) {
+        crate::logging::init_journal();
+    }
+    runtime()?.block_on(run_async(cli, &ctx))
+}
+
+/// Run the command line and return the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = execute(&cli).unwrap_or_else(|e| {
+        let line = e.to_string();
+        Output {
+            text: String::new(),
+            json: serde_json::json!({"error": line, "exit_code": e.exit_code()}),
+            code: e.exit_code(),
+            error: Some(line),
+        }
+    });
+    let mut stdout = std::io::stdout().lock();
+    let _ = if cli.json {
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&out.json).unwrap_or_default()
+        )
+    } else {
+        stdout.write_all(out.text.as_bytes())
+    };
+    if out.code != 0 {
+        let line = out.error.unwrap_or_else(|| format!("exit {}", out.code));
+        eprintln!("mode: {line}");
+    }
+    ExitCode::from(out.code)
+}

@@ -1,0 +1,98 @@
+//! Wall-clock stamps in the two forms the state files use: RFC 3339 UTC with
+//! milliseconds (`2026-11-23T04:05:06.120Z`) and the compact transition id
+//! prefix (`20261123T040506Z`). Small enough not to need a date crate.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A moment, as milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp(pub u64);
+
+impl Stamp {
+    pub fn now() -> Self {
+        Stamp(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        )
+    }
+
+    fn parts(self) -> (i64, u32, u32, u64, u64, u64, u64) {
+        let secs = self.0 / 1000;
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        let rem = secs % 86_400;
+        (
+            y,
+            m,
+            d,
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            self.0 % 1000,
+        )
+    }
+
+    /// `2026-11-23T04:05:06.120Z`
+    pub fn rfc3339(self) -> String {
+        let (y, mo, d, h, mi, s, ms) = self.parts();
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    }
+
+    /// `20261123T040506Z`
+    pub fn compact(self) -> String {
+        let (y, mo, d, h, mi, s, _) = self.parts();
+        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+    }
+
+    pub fn millis_since(self, earlier: Stamp) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's
+/// public-domain `civil_from_days` algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A new transition id: `20261123T040506Z-4f2a`.
+pub fn transition_id(at: Stamp) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let salt = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{}-{salt:04x}", at.compact())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_moments() {
+        // 2026-11-23T04:05:06.120Z
+        let s = Stamp(1_795_406_706_120);
+        assert_eq!(s.rfc3339(), "2026-11-23T04:05:06.120Z");
+        assert_eq!(s.compact(), "20261123T040506Z");
+        assert_eq!(Stamp(0).rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(Stamp(951_782_400_000).rfc3339(), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn ids_have_the_contract_shape() {
+        let id = transition_id(Stamp(1_795_406_706_120));
+        assert!(id.starts_with("20261123T040506Z-"), "{id}");
+        assert_eq!(id.len(), "20261123T040506Z-4f2a".len());
+    }
+}

@@ -1,0 +1,269 @@
+//! `mode apply` and `mode reconcile`: lock, observe, plan, guard, execute
+//! (aborting at the first failed step), verify by observing again, roll back
+//! on failure, and record everything: state files and the audit log.
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::clock::{transition_id, Stamp};
+use crate::mode::{Mode, ObservedMode};
+use crate::plan::{plan, Step};
+use crate::state::{
+    append_audit, RollbackRecord, StepOutcome, StepRecord, TransitionOutcome, TransitionRecord,
+};
+use crate::systemd::{Bus, JobKind};
+
+use super::evaluate::evaluate;
+use super::{Context, Error};
+
+/// Run one step; `Err` carries the sentence for the record.
+async fn run_step(ctx: &Context, bus: &Bus, step: &Step) -> Result<(), String> {
+    let timeout = Duration::from_secs(ctx.config.timeouts.job_secs);
+    let job = |unit: &str, kind| {
+        let unit = unit.to_string();
+        async move {
+            match bus.run_job(&unit, kind, timeout).await {
+                Ok(r) if r.succeeded() => Ok(()),
+                Ok(r) => Err(r.describe_failure()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    match step {
+        Step::Stop { unit } => job(unit, JobKind::Stop).await,
+        Step::Start { unit } => job(unit, JobKind::Start).await,
+        Step::SetBudget { unit, budget } => {
+            bus.set_slice_budget(unit, budget)
+                .await
+                .map_err(|e| e.to_string())?;
+            let read = bus.slice_budget(unit).await.map_err(|e| e.to_string())?;
+            if &read == budget {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{unit} reads back {} instead of {}",
+                    serde_json::to_string(&read).unwrap_or_default(),
+                    serde_json::to_string(budget).unwrap_or_default()
+                ))
+            }
+        }
+    }
+}
+
+/// Execute steps in order, stopping at the first failure.
+async fn execute(ctx: &Context, bus: &Bus, steps: &[Step]) -> (Vec<StepRecord>, Option<String>) {
+    let mut done = Vec::with_capacity(steps.len());
+    for step in steps {
+        let t0 = Stamp::now();
+        let result = run_step(ctx, bus, step).await;
+        let failed = result
+            .as_ref()
+            .err()
+            .map(|e| format!("{} {}: {e}", step.action(), step.unit()));
+        info!(
+            action = step.action(),
+            unit = step.unit(),
+            ok = failed.is_none(),
+            "step"
+        );
+        done.push(StepRecord {
+            action: step.action().to_string(),
+            unit: step.unit().to_string(),
+            outcome: if failed.is_some() {
+                StepOutcome::Failed
+            } else {
+                StepOutcome::Done
+            },
+            duration_ms: Stamp::now().millis_since(t0),
+            error: result.err(),
+        });
+        if failed.is_some() {
+            return (done, failed);
+        }
+    }
+    (done, None)
+}
+
+/// Execute a plan into `to` and check the machine really is there.
+async fn converge(
+    ctx: &Context,
+    bus: &Bus,
+    steps: &[Step],
+    to: Mode,
+) -> (Vec<StepRecord>, Result<(), String>) {
+    let (records, failure) = execute(ctx, bus, steps).await;
+    if let Some(f) = failure {
+        return (records, Err(f));
+    }
+    match ctx.observe(bus, None, None).await {
+        Ok(o) if o.mode == ObservedMode::from(to) => (records, Ok(())),
+        Ok(o) => (
+            records,
+            Err(format!(
+                "verification failed: expected {to}, observed {} ({})",
+                o.mode, o.reason
+            )),
+        ),
+        Err(e) => (records, Err(format!("verification failed: {e}"))),
+    }
+}
+
+/// Who asked: the note `mode request` left for this mode, else the caller.
+fn requester(ctx: &Context, to: Mode, fallback: &str) -> String {
+    if std::env::var("MODE_REQUESTED_BY").as_deref() == Ok("unit") {
+        if let Ok(Some((mode, by))) = ctx.state.request_note() {
+            if mode == to && !by.is_empty() {
+                return by;
+            }
+        }
+        return format!("unit mode-controller@{to}.service");
+    }
+    fallback.to_string()
+}
+
+/// `mode apply MODE`: the whole transition. Refusals and failures come back
+/// as records (outcome `refused` / `failed`); `Err` is for what prevented a
+/// transition from being attempted at all (busy, no systemd, bad state dir).
+pub async fn apply(
+    ctx: &Context,
+    bus: &Bus,
+    to: Mode,
+    caller: &str,
+) -> Result<TransitionRecord, Error> {
+    ctx.state.ensure()?;
+    let started = Stamp::now();
+    let id = transition_id(started);
+    let _lock = ctx.state.lock(&id)?;
+    let requested_by = requester(ctx, to, caller);
+    info!(transition = %id, to = %to, requested_by = %requested_by, "transition started");
+
+    ctx.state.set_desired(to)?;
+    ctx.state.set_placement(&ctx.config.capability_placement)?;
+    let recorded = ctx.state.current().unwrap_or_else(|e| {
+        warn!("{e}; it will be rewritten");
+        None
+    });
+    let before = ctx.observe(bus, None, recorded).await?;
+    let the_plan = plan(before.mode, to, &ctx.config);
+    let mut record = TransitionRecord {
+        id,
+        from: before.mode.word().to_string(),
+        to: to.word().to_string(),
+        requested_by,
+        started_at: started.rfc3339(),
+        finished_at: String::new(),
+        duration_ms: 0,
+        outcome: TransitionOutcome::Noop,
+        steps: vec![],
+        guards: vec![],
+        error: None,
+        rollback: None,
+    };
+
+    let current = if the_plan.is_noop() {
+        ObservedMode::from(to)
+    } else {
+        let report = evaluate(ctx, bus, &the_plan).await?;
+        ctx.state.set_last_guards(&report)?;
+        record.guards = report.guards.clone();
+        let blockers: Vec<String> = report
+            .blockers()
+            .map(|g| format!("{}: {}", g.name, g.reason))
+            .collect();
+        if !blockers.is_empty() {
+            record.outcome = TransitionOutcome::Refused;
+            record.error = Some(blockers.join("; "));
+            recorded.unwrap_or(before.mode)
+        } else {
+            let (steps, result) = converge(ctx, bus, &the_plan.steps, to).await;
+            record.steps = steps;
+            match result {
+                Ok(()) => {
+                    record.outcome = TransitionOutcome::Converged;
+                    ObservedMode::from(to)
+                }
+                Err(e) => {
+                    record.outcome = TransitionOutcome::Failed;
+                    record.error = Some(e);
+                    roll_back(ctx, bus, before.mode, &mut record).await
+                }
+            }
+        }
+    };
+    finish(ctx, record, current, started)
+}
+
+/// After a failure, go back to the mode the machine was in; the returned
+/// mode is what `current` should now say.
+async fn roll_back(
+    ctx: &Context,
+    bus: &Bus,
+    prior: ObservedMode,
+    record: &mut TransitionRecord,
+) -> ObservedMode {
+    let Some(prior_mode) = prior.as_mode() else {
+        return ObservedMode::FailedTransition;
+    };
+    let now = match ctx.observe(bus, None, None).await {
+        Ok(o) => o.mode,
+        Err(_) => ObservedMode::FailedTransition,
+    };
+    let back = plan(now, prior_mode, &ctx.config);
+    let (steps, result) = converge(ctx, bus, &back.steps, prior_mode).await;
+    warn!(to = %prior_mode, ok = result.is_ok(), "rolled back");
+    let (outcome, error, current) = match result {
+        Ok(()) => (TransitionOutcome::Converged, None, prior),
+        Err(e) => (
+            TransitionOutcome::Failed,
+            Some(e),
+            ObservedMode::FailedTransition,
+        ),
+    };
+    record.rollback = Some(RollbackRecord {
+        to: prior_mode.word().to_string(),
+        outcome,
+        steps,
+        error,
+    });
+    current
+}
+
+fn finish(
+    ctx: &Context,
+    mut record: TransitionRecord,
+    current: ObservedMode,
+    started: Stamp,
+) -> Result<TransitionRecord, Error> {
+    let finished = Stamp::now();
+    record.finished_at = finished.rfc3339();
+    record.duration_ms = finished.millis_since(started);
+    ctx.state.set_current(current)?;
+    ctx.state.set_last_transition(&record)?;
+    append_audit(&ctx.config.audit_log, &record)?;
+    info!(
+        transition = %record.id,
+        from = %record.from,
+        to = %record.to,
+        outcome = record.outcome.word(),
+        "transition finished"
+    );
+    Ok(record)
+}
+
+/// `mode reconcile`: converge to the desired mode (the default when none is
+/// recorded). Nothing is done, and nothing written, when the machine is
+/// already there and the record agrees.
+pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionRecord>, Error> {
+    let desired = super::desired_mode(ctx)?.0;
+    let lock = ctx.state.lock_holder();
+    if let Some(holder) = lock {
+        return Err(crate::state::StateError::Busy(holder).into());
+    }
+    let recorded = ctx.state.current().unwrap_or(None);
+    let observed = ctx.observe(bus, None, recorded).await?;
+    if observed.mode == ObservedMode::from(desired) && recorded == Some(observed.mode) {
+        return Ok(None);
+    }
+    apply(ctx, bus, desired, "reconcile").await.map(Some)
+}

@@ -1,0 +1,124 @@
+//! The read-only commands: `status`, `desired`, `dry-run` (and the data
+//! `explain` turns into prose). Anyone may run them; corrupt state files are
+//! reported as problems next to everything that could still be read.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use mode_guards::{GuardReport, GuardResult};
+
+use crate::mode::{Mode, ObservedMode};
+use crate::observe::Observation;
+use crate::plan::{plan, Plan};
+use crate::state::{LockHolder, TransitionRecord};
+use crate::systemd::Bus;
+
+use super::evaluate::evaluate;
+use super::{Context, Error};
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub observed: Observation,
+    pub desired: Option<Mode>,
+    /// `recorded` or `default` (nothing requested yet).
+    pub desired_source: &'static str,
+    /// The `current` file: the last mode the controller verified.
+    pub current: Option<ObservedMode>,
+    pub lock: Option<LockHolder>,
+    pub last_transition: Option<TransitionRecord>,
+    pub blocking_guards: Vec<GuardResult>,
+    pub capability_placement: BTreeMap<String, String>,
+    /// State files that could not be read, each naming the file.
+    pub problems: Vec<String>,
+}
+
+fn keep<T>(
+    problems: &mut Vec<String>,
+    r: Result<Option<T>, crate::state::StateError>,
+) -> Option<T> {
+    r.unwrap_or_else(|e| {
+        problems.push(e.to_string());
+        None
+    })
+}
+
+/// The desired mode and where it came from.
+pub fn desired_mode(ctx: &Context) -> Result<(Mode, &'static str), Error> {
+    Ok(match ctx.state.desired()? {
+        Some(m) => (m, "recorded"),
+        None => (ctx.config.default_mode, "default"),
+    })
+}
+
+pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
+    let mut problems = Vec::new();
+    let lock = ctx.state.lock_holder();
+    let current = keep(&mut problems, ctx.state.current());
+    let observed = ctx.observe(bus, lock.as_ref(), current).await?;
+    let (desired, desired_source) = match ctx.state.desired() {
+        Ok(Some(m)) => (Some(m), "recorded"),
+        Ok(None) => (Some(ctx.config.default_mode), "default"),
+        Err(e) => {
+            problems.push(e.to_string());
+            (None, "unreadable")
+        }
+    };
+    let last_transition = keep(&mut problems, ctx.state.last_transition());
+    let blocking_guards = keep(&mut problems, ctx.state.last_guards())
+        .map(|r: GuardReport| r.blockers().cloned().collect())
+        .unwrap_or_default();
+    let capability_placement = keep(&mut problems, ctx.state.placement())
+        .unwrap_or_else(|| ctx.config.capability_placement.clone());
+    Ok(Status {
+        observed,
+        desired,
+        desired_source,
+        current,
+        lock,
+        last_transition,
+        blocking_guards,
+        capability_placement,
+        problems,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    pub observed: Observation,
+    pub plan: Plan,
+    pub guards: GuardReport,
+    pub would: &'static str,
+}
+
+/// What `mode apply MODE` would do now, changing nothing.
+pub async fn dry_run(ctx: &Context, bus: &Bus, to: Mode) -> Result<DryRun, Error> {
+    let lock = ctx.state.lock_holder();
+    let recorded = ctx.state.current().unwrap_or(None);
+    let observed = ctx.observe(bus, lock.as_ref(), recorded).await?;
+    let the_plan = plan(observed.mode, to, &ctx.config);
+    let guards = if the_plan.is_noop() {
+        GuardReport {
+            evaluated_at: crate::clock::Stamp::now().rfc3339(),
+            target: to.word().into(),
+            guards: vec![],
+        }
+    } else {
+        evaluate(ctx, bus, &the_plan).await?
+    };
+    let would = if lock.is_some() {
+        "wait: another transition is running"
+    } else if the_plan.is_noop() {
+        "do nothing: already there"
+    } else if guards.blockers().next().is_some() {
+        "refuse"
+    } else {
+        "switch"
+    };
+    Ok(DryRun {
+        observed,
+        plan: the_plan,
+        guards,
+        would,
+    })
+}

@@ -1,0 +1,86 @@
+//! `mode request MODE`: record the wish, hand the transition to
+//! `mode-controller@MODE.service` (so it survives this terminal and the GUI
+//! going away), wait for its job, and report what `mode apply` recorded.
+
+use std::time::Duration;
+
+use crate::clock::Stamp;
+use crate::mode::Mode;
+use crate::state::{StateError, TransitionRecord};
+use crate::systemd::{Bus, JobKind, SystemdError};
+
+use super::{require_root, Context, Error};
+
+/// How a request ended.
+#[derive(Debug)]
+pub enum RequestOutcome {
+    /// `--no-wait`: the job is queued.
+    Queued { unit: String, job: u32 },
+    /// The transition ran; `exit` is `mode apply`'s exit code.
+    Finished {
+        record: Option<Box<TransitionRecord>>,
+        exit: u8,
+    },
+}
+
+pub fn unit_for(mode: Mode) -> String {
+    format!("mode-controller@{mode}.service")
+}
+
+pub async fn request(
+    ctx: &Context,
+    bus: &Bus,
+    mode: Mode,
+    wait: bool,
+    timeout: Duration,
+) -> Result<RequestOutcome, Error> {
+    require_root(&format!("request {mode}"))?;
+    if let Some(holder) = ctx.state.lock_holder() {
+        return Err(StateError::Busy(holder).into());
+    }
+    ctx.state.ensure()?;
+    let previous = ctx.state.desired().unwrap_or(None);
+    let asked_at = Stamp::now();
+    ctx.state.set_desired(mode)?;
+    let uid = nix::unistd::getuid();
+    ctx.state
+        .set_request_note(mode, &format!("cli uid={uid}"))?;
+    let unit = unit_for(mode);
+
+    if !wait {
+        let job = bus.enqueue_start(&unit).await?;
+        return Ok(RequestOutcome::Queued { unit, job });
+    }
+    let job = match bus.run_job(&unit, JobKind::Start, timeout).await {
+        Ok(job) => job,
+        Err(SystemdError::JobTimeout { .. }) => {
+            return Err(Error::TimedOut(format!(
+                "{unit} did not finish within {} s; it may still be running: watch `mode status`",
+                timeout.as_secs()
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let exit = if job.result == "done" {
+        0
+    } else {
+        let status = bus.service_exit_status(&unit).await?;
+        u8::try_from(status).ok().filter(|c| *c != 0).unwrap_or(1)
+    };
+    if exit == 5 {
+        // Another transition won the lock: our wish did not happen, so put
+        // back the desired mode we replaced (unless someone changed it since).
+        if ctx.state.desired().unwrap_or(None) == Some(mode) {
+            if let Some(prev) = previous {
+                ctx.state.set_desired(prev)?;
+            }
+        }
+    }
+    // The record is ours only if it was written for this mode after we asked.
+    let record = ctx
+        .state
+        .last_transition()?
+        .filter(|r| r.to == mode.word() && r.started_at >= asked_at.rfc3339())
+        .map(Box::new);
+    Ok(RequestOutcome::Finished { record, exit })
+}

@@ -1,0 +1,69 @@
+//! The transition record (`last-transition.json` and each audit log line):
+//! what was asked, every step with its outcome, the guards, and the rollback.
+
+use serde::{Deserialize, Serialize};
+
+use mode_guards::GuardResult;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransitionOutcome {
+    Converged,
+    Noop,
+    Refused,
+    Failed,
+}
+
+impl TransitionOutcome {
+    pub fn word(self) -> &'static str {
+        match self {
+            TransitionOutcome::Converged => "converged",
+            TransitionOutcome::Noop => "noop",
+            TransitionOutcome::Refused => "refused",
+            TransitionOutcome::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepOutcome {
+    Done,
+    Failed,
+}
+
+/// One executed step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub action: String,
+    pub unit: String,
+    pub outcome: StepOutcome,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    pub to: String,
+    pub outcome: TransitionOutcome,
+    pub steps: Vec<StepRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransitionRecord {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    pub requested_by: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub outcome: TransitionOutcome,
+    pub steps: Vec<StepRecord>,
+    pub guards: Vec<GuardResult>,
+    pub error: Option<String>,
+    pub rollback: Option<RollbackRecord>,
+}

@@ -1,0 +1,137 @@
+//! Starting and stopping units and waiting for the outcome: subscribe to
+//! `JobRemoved` before enqueueing, then wait for the job and every job its
+//! transaction pulled in, so a workload that fails to start is named even
+//! when the target it belongs to started fine.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::{Bus, SystemdError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Start,
+    Stop,
+}
+
+impl JobKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            JobKind::Start => "start",
+            JobKind::Stop => "stop",
+        }
+    }
+}
+
+/// How a job and the jobs of its transaction ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobResult {
+    pub unit: String,
+    /// `done`, `failed`, `dependency`, `timeout`, `canceled`, ...
+    pub result: String,
+    /// Jobs pulled into the same transaction that did not end `done`.
+    pub failed_companions: Vec<(String, String)>,
+}
+
+impl JobResult {
+    pub fn succeeded(&self) -> bool {
+        self.result == "done" && self.failed_companions.is_empty()
+    }
+
+    /// One line naming what went wrong, for records and stderr.
+    pub fn describe_failure(&self) -> String {
+        let mut parts = Vec::new();
+        if self.result != "done" {
+            parts.push(format!(
+                "{} job for {} ended '{}'",
+                "the", self.unit, self.result
+            ));
+        }
+        for (unit, result) in &self.failed_companions {
+            parts.push(format!("{unit} ended '{result}'"));
+        }
+        parts.join("; ")
+    }
+}
+
+impl Bus {
+    /// Enqueue a start or stop job (mode `replace`) and wait up to `timeout`
+    /// for it and every job of its transaction to finish.
+    pub async fn run_job(
+        &self,
+        unit: &str,
+        kind: JobKind,
+        timeout: Duration,
+    ) -> Result<JobResult, SystemdError> {
+        let mut removed = self
+            .manager
+            .receive_job_removed()
+            .await
+            .map_err(|e| SystemdError::call("subscribe to JobRemoved", e))?;
+        if !self
+            .subscribed
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.manager
+                .subscribe()
+                .await
+                .map_err(|e| SystemdError::call("Subscribe", e))?;
+        }
+        let (job_id, _, _, _, _, affected) = self
+            .manager
+            .enqueue_unit_job(unit.to_string(), kind.word().into(), "replace".into())
+            .await
+            .map_err(|e| SystemdError::call(format!("{} {unit}", kind.word()), e))?;
+
+        let mut waiting: BTreeMap<u32, String> = affected.into_iter().map(|a| (a.0, a.2)).collect();
+        waiting.insert(job_id, unit.to_string());
+        let mut result = JobResult {
+            unit: unit.to_string(),
+            result: String::new(),
+            failed_companions: Vec::new(),
+        };
+        let wait_all = async {
+            while !waiting.is_empty() {
+                let Some(signal) = removed.next().await else {
+                    break;
+                };
+                let Ok(args) = signal.args() else { continue };
+                let Some(job_unit) = waiting.remove(&args.id) else {
+                    continue;
+                };
+                if args.id == job_id {
+                    result.result = args.result.clone();
+                } else if args.result != "done" && args.result != "skipped" {
+                    result
+                        .failed_companions
+                        .push((job_unit, args.result.clone()));
+                }
+            }
+        };
+        if tokio::time::timeout(timeout, wait_all).await.is_err() {
+            return Err(SystemdError::JobTimeout {
+                unit: unit.to_string(),
+                secs: timeout.as_secs(),
+            });
+        }
+        if result.result.is_empty() {
+            return Err(SystemdError::call(
+                format!("{} {unit}", kind.word()),
+                "the bus closed before the job ended",
+            ));
+        }
+        Ok(result)
+    }
+
+    /// Enqueue a start job and return without waiting (its job id).
+    pub async fn enqueue_start(&self, unit: &str) -> Result<u32, SystemdError> {
+        let (job_id, ..) = self
+            .manager
+            .enqueue_unit_job(unit.to_string(), "start".into(), "replace".into())
+            .await
+            .map_err(|e| SystemdError::call(format!("start {unit}"), e))?;
+        Ok(job_id)
+    }
+}

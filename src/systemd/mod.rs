@@ -1,0 +1,66 @@
+//! The only code that speaks D-Bus: a thin adapter over zbus / zbus_systemd
+//! for what the controller needs from systemd (jobs, unit states, slice
+//! properties) and logind (sessions). Everything above it sees plain types.
+
+mod jobs;
+mod login;
+mod slices;
+mod units;
+
+use std::path::Path;
+
+use zbus::Connection;
+use zbus_systemd::systemd1::ManagerProxy;
+
+pub use jobs::JobKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SystemdError {
+    #[error("systemd is not the init system here (/run/systemd/system is missing), so modes cannot be switched; run mode on a machine booted with systemd")]
+    NotInit,
+    #[error("cannot reach the system D-Bus ({0}); is dbus.service running?")]
+    Unreachable(String),
+    #[error("D-Bus call {call} failed: {detail}")]
+    Call { call: String, detail: String },
+    #[error("{unit}: no job result within {secs} s")]
+    JobTimeout { unit: String, secs: u64 },
+}
+
+impl SystemdError {
+    fn call(call: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        SystemdError::Call {
+            call: call.into(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// A connection to the system bus with systemd's manager at hand.
+pub struct Bus {
+    conn: Connection,
+    manager: ManagerProxy<'static>,
+    /// Whether systemd already sends this connection its job signals.
+    subscribed: std::sync::atomic::AtomicBool,
+}
+
+impl Bus {
+    /// Connect to the system bus, after checking that systemd is init.
+    pub async fn connect() -> Result<Self, SystemdError> {
+        if !Path::new("/run/systemd/system").exists() {
+            return Err(SystemdError::NotInit);
+        }
+        let conn = Connection::system()
+            .await
+            .map_err(|e| SystemdError::Unreachable(e.to_string()))?;
+        let manager = ManagerProxy::builder(&conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| SystemdError::Unreachable(e.to_string()))?;
+        Ok(Self {
+            conn,
+            manager,
+            subscribed: false.into(),
+        })
+    }
+}

@@ -1,0 +1,330 @@
+//! The container harness: boots a real systemd (with its own D-Bus and
+//! logind) under systemd-nspawn with our units, the stand-in world and the
+//! freshly built `mode` binary, runs commands inside, and always tears down.
+#![allow(dead_code)]
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn test_root() -> PathBuf {
+    let root = std::env::var("MODE_TEST_ROOT")
+        .unwrap_or_else(|_| "/var/tmp/mode-controller-testroot".into());
+    let root = PathBuf::from(root);
+    assert!(
+        root.join(".complete").exists(),
+        "no container root at {}: run scripts/make-test-root.sh first (as root)",
+        root.display()
+    );
+    root
+}
+
+/// What a command inside the container printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): stdout={} stderr={}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+pub struct Container {
+    pub name: String,
+    nspawn: Child,
+    pub pid1: u32,
+    cgroups: Vec<PathBuf>,
+}
+
+/// Every unit file and drop-in directory in `dir`, as nspawn binds into
+/// /etc/systemd/system.
+fn unit_binds(dir: &Path) -> Vec<String> {
+    let mut binds = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        binds.push(format!(
+            "--bind-ro={}:/etc/systemd/system/{name}",
+            path.display()
+        ));
+    }
+    binds
+}
+
+impl Container {
+    /// Boot a container with the shipped units (pkgs/systemd), the stand-in
+    /// world (tests/fixtures/units) and the `mode` binary at /usr/bin/mode.
+    pub fn boot() -> Container {
+        let name = format!(
+            "mc{}x{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let root = test_root();
+        let cgroups: Vec<PathBuf> = ["unified", "systemd"]
+            .iter()
+            .map(|h| PathBuf::from(format!("/sys/fs/cgroup/{h}/nspawn-{name}")))
+            .filter(|p| p.parent().is_some_and(Path::exists))
+            .collect();
+        for c in &cgroups {
+            std::fs::create_dir_all(c).unwrap_or_else(|e| panic!("{}: {e}", c.display()));
+        }
+        let mut cmd = Command::new("systemd-nspawn");
+        cmd.args([
+            "--register=no",
+            "--keep-unit",
+            "-q",
+            "--volatile=overlay",
+            "-b",
+            "--console=pipe",
+        ])
+        .arg(format!("-D{}", root.display()))
+        .arg(format!("-M{name}"))
+        .arg(format!(
+            "--bind-ro={}:/usr/bin/mode",
+            env!("CARGO_BIN_EXE_mode")
+        ))
+        .args(unit_binds(&repo().join("pkgs/systemd")))
+        .args(unit_binds(&repo().join("tests/fixtures/units")))
+        .args([
+            "systemd.mask=systemd-firstboot.service",
+            "systemd.unit=desktop.target",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let procs: Vec<PathBuf> = cgroups.iter().map(|c| c.join("cgroup.procs")).collect();
+        unsafe {
+            cmd.pre_exec(move || {
+                for p in &procs {
+                    std::fs::write(p, b"0")?;
+                }
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let nspawn = cmd
+            .spawn()
+            .expect("systemd-nspawn (apt-get install systemd-container)");
+        let mut c = Container {
+            name,
+            pid1: 0,
+            nspawn,
+            cgroups,
+        };
+        c.pid1 = c.find_pid1();
+        let private = format!("/proc/{}/root/run/systemd/private", c.pid1);
+        let started = Instant::now();
+        while !Path::new(&private).exists() && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let state = c.sh("systemctl is-system-running --wait");
+        assert!(
+            matches!(state.stdout.trim(), "running" | "degraded"),
+            "container did not boot: {state:?}\n{}",
+            c.sh("systemctl --failed --no-legend").stdout
+        );
+        c
+    }
+
+    fn find_pid1(&mut self) -> u32 {
+        let started = Instant::now();
+        let child = self.nspawn.id();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(status)) = self.nspawn.try_wait() {
+                panic!("systemd-nspawn exited early: {status}");
+            }
+            let children = std::fs::read_to_string(format!("/proc/{child}/task/{child}/children"))
+                .unwrap_or_default();
+            for pid in children.split_whitespace() {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim() == "systemd" {
+                    return pid.parse().unwrap();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the container's systemd did not start");
+    }
+
+    fn enter(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t").arg(self.pid1.to_string()).args([
+            "-a",
+            "--",
+            "env",
+            "-i",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG=C.UTF-8",
+        ]);
+        cmd
+    }
+
+    /// Run a shell command inside as root.
+    pub fn sh(&self, script: &str) -> Run {
+        Run::from(
+            self.enter()
+                .args(["sh", "-c", script])
+                .output()
+                .expect("nsenter"),
+        )
+    }
+
+    /// Run `mode ARGS` inside as root.
+    pub fn mode(&self, args: &str) -> Run {
+        self.sh(&format!("mode {args}"))
+    }
+
+    /// Run a shell command inside as the unprivileged user `nobody`.
+    pub fn sh_as_nobody(&self, script: &str) -> Run {
+        Run::from(
+            self.enter()
+                .args([
+                    "setpriv",
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    "sh",
+                    "-c",
+                    script,
+                ])
+                .output()
+                .expect("nsenter"),
+        )
+    }
+
+    /// Spawn a shell command inside without waiting for it.
+    pub fn spawn(&self, script: &str) -> Child {
+        self.enter()
+            .args(["sh", "-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nsenter")
+    }
+
+    /// `systemctl is-active` of a unit.
+    pub fn state(&self, unit: &str) -> String {
+        self.sh(&format!("systemctl is-active {unit}"))
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    /// A property of a unit, as `systemctl show -P` prints it.
+    pub fn prop(&self, unit: &str, prop: &str) -> String {
+        self.sh(&format!("systemctl show -P {prop} {unit}"))
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    /// Write a file inside (parent directories created).
+    pub fn write(&self, path: &str, content: &str) {
+        let mut child = self
+            .enter()
+            .args([
+                "sh",
+                "-c",
+                &format!("mkdir -p \"$(dirname {path})\" && cat > {path}"),
+            ])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nsenter");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(content.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "writing {path}");
+    }
+
+    pub fn read(&self, path: &str) -> String {
+        self.sh(&format!("cat {path}")).stdout
+    }
+
+    /// Open a graphical-looking logind session for `nobody`; returns its id.
+    pub fn open_wayland_session(&self) -> String {
+        let r = self.sh(
+            "systemd-run --unit=fake-wayland -p PAMName=login -p User=nobody \
+             -p Environment=XDG_SESSION_TYPE=wayland -p Environment=XDG_SEAT=seat0 sleep infinity",
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            let list = self.sh("loginctl list-sessions --no-legend").stdout;
+            if let Some(id) = list.split_whitespace().next() {
+                let state = self
+                    .sh(&format!("loginctl show-session -P State {id}"))
+                    .stdout;
+                if state.trim() != "opening" {
+                    return id.to_string();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the wayland session did not open");
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.nspawn.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let started = Instant::now();
+        loop {
+            match self.nspawn.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if started.elapsed() > Duration::from_secs(5) => {
+                    let _ = self.nspawn.kill();
+                    let _ = self.nspawn.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        for c in &self.cgroups {
+            remove_cgroup(c);
+        }
+        let _ = std::fs::remove_dir_all(format!("/run/systemd/nspawn/propagate/{}", self.name));
+    }
+}
+
+fn remove_cgroup(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
