@@ -136,3 +136,85 @@ fn requesting_the_current_mode_is_a_verified_noop() {
     assert_eq!(t["steps"].as_array().unwrap().len(), 0);
     assert_desktop_units(&c);
 }
+
+#[test]
+fn desktop_to_studio_to_compute_to_desktop() {
+    let c = Container::boot();
+    let k3s = k3s_pid(&c);
+    let r = c.mode("request studio-local");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(c.state("studio-local-policy.service"), "active");
+    assert_eq!(c.state("audio-priority.service"), "active");
+    assert_eq!(c.mode("current").stdout.trim(), "studio-local");
+    assert_eq!(
+        c.prop("ai.slice", "CPUWeight"),
+        "10",
+        "background throttled in the studio"
+    );
+    assert_eq!(c.prop("ai.slice", "CPUQuotaPerSecUSec"), "1s");
+
+    let r = c.mode("request compute --json");
+    assert_eq!(r.code, 0, "{r:?}");
+    let t = r.json();
+    let first: Vec<&str> = t["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["unit"].as_str().unwrap())
+        .collect();
+    let overlay_stop = first
+        .iter()
+        .position(|u| *u == "audio-priority.service")
+        .unwrap();
+    let compute_start = first.iter().position(|u| *u == "compute.target").unwrap();
+    assert!(
+        overlay_stop < compute_start,
+        "overlay removed first: {first:?}"
+    );
+    assert_eq!(c.state("audio-priority.service"), "inactive");
+    assert_eq!(c.state("compute.target"), "active");
+    assert_eq!(c.prop("ai.slice", "CPUWeight"), "1000");
+    assert_eq!(
+        c.prop("ai.slice", "CPUQuotaPerSecUSec"),
+        "infinity",
+        "the studio quota is lifted"
+    );
+
+    let r = c.mode("request desktop");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_desktop_units(&c);
+    assert_eq!(c.state("studio-local-policy.service"), "inactive");
+    assert_eq!(k3s_pid(&c), k3s);
+}
+
+#[test]
+fn compute_to_studio_goes_through_desktop() {
+    let c = Container::boot();
+    assert_eq!(c.mode("request compute").code, 0);
+    let r = c.mode("request studio-local --json");
+    assert_eq!(r.code, 0, "{r:?}");
+    let steps: Vec<String> = r.json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] != "set-budget")
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["action"].as_str().unwrap(),
+                s["unit"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "stop compute.target",
+            "start desktop.target",
+            "start graphical.target",
+            "start studio-local-policy.service",
+            "start audio-priority.service"
+        ]
+    );
+    assert_eq!(c.mode("current").stdout.trim(), "studio-local");
+}
