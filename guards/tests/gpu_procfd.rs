@@ -1,0 +1,434 @@
+//! `gpu_display_released` against real processes holding stand-in device
+//! files (matched by path or by device number), and against prepared
+//! procfs/sysfs trees carrying real DRM/NVIDIA device numbers.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{stand_in_file, write, Holder};
+use mode_guards::probe::procfd::{DeviceRule, StandIn, StandInMatch};
+use mode_guards::{Facts, GpuDisplayReleased, GpuSettings, Guard, Outcome, Roots};
+
+const DISPLAY: &str = "0000:01:00.0";
+const OTHER: &str = "0000:02:00.0";
+
+fn settings(dir: &Path) -> GpuSettings {
+    GpuSettings {
+        display_gpu: Some(DISPLAY.into()),
+        nvml_library: dir.join("no-libnvidia-ml.so.1"),
+        ..GpuSettings::default()
+    }
+}
+
+/// Real procfs, an empty sysfs (no GPUs listed), the real user database.
+fn roots(dir: &Path) -> Roots {
+    Roots {
+        sysfs: dir.join("empty-sys"),
+        ..Roots::system()
+    }
+}
+
+fn by_path(path: &Path, gpu: &str) -> StandIn {
+    StandIn {
+        matches: StandInMatch::Path(path.to_path_buf()),
+        gpu: gpu.into(),
+    }
+}
+
+fn guard(dir: &Path, stand_ins: Vec<StandIn>) -> GpuDisplayReleased {
+    GpuDisplayReleased::new(&settings(dir), &roots(dir))
+        .with_device_rule(DeviceRule::stand_ins(stand_ins))
+}
+
+fn holders(v: &mode_guards::Verdict) -> Vec<u64> {
+    v.evidence["holders"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|h| h["pid"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn fails_naming_a_process_that_holds_the_display_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = stand_in_file(dir.path(), "card1");
+    let holder = Holder::spawn(&card, None);
+    let v = guard(dir.path(), vec![by_path(&card, DISPLAY)]).check(&Facts::new("compute"));
+    assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
+    assert_eq!(holders(&v), vec![holder.pid() as u64]);
+    let h = &v.evidence["holders"][0];
+    assert_eq!(h["comm"], "sleep");
+    assert_eq!(h["user"], "root");
+    assert_eq!(h["device"], card.display().to_string());
+    assert!(
+        v.reason
+            .contains(&format!("sleep (pid {}, user root", holder.pid())),
+        "{}",
+        v.reason
+    );
+}
+
+#[test]
+fn names_the_user_of_a_holder_running_as_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = stand_in_file(dir.path(), "card1");
+    let holder = Holder::spawn(&card, Some(65534));
+    let v = guard(dir.path(), vec![by_path(&card, DISPLAY)]).check(&Facts::new("compute"));
+    assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
+    let h = &v.evidence["holders"][0];
+    assert_eq!(h["pid"], holder.pid());
+    assert_eq!(h["uid"], 65534);
+    assert_eq!(h["user"], "nobody");
+}
+
+#[test]
+fn passes_when_the_holder_has_closed_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = stand_in_file(dir.path(), "card1");
+    let mut holder = Holder::spawn(&card, None);
+    holder.stop();
+    let v = guard(dir.path(), vec![by_path(&card, DISPLAY)]).check(&Facts::new("compute"));
+    assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
+    assert!(
+        v.reason
+            .contains("no process holds the display GPU 0000:01:00.0"),
+        "{}",
+        v.reason
+    );
+}
+
+#[test]
+fn with_two_gpus_only_the_display_gpu_must_be_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let display_card = stand_in_file(dir.path(), "card1");
+    let compute_card = stand_in_file(dir.path(), "card2");
+    let compositor = Holder::spawn(&display_card, None);
+    let trainer = Holder::spawn(&compute_card, None);
+    let g = guard(
+        dir.path(),
+        vec![
+            by_path(&display_card, DISPLAY),
+            by_path(&compute_card, OTHER),
+        ],
+    );
+    let v = g.check(&Facts::new("compute"));
+    assert_eq!(v.outcome, Outcome::Fail);
+    assert_eq!(holders(&v), vec![compositor.pid() as u64], "{}", v.reason);
+    assert!(
+        !v.reason.contains(&trainer.pid().to_string()),
+        "{}",
+        v.reason
+    );
+
+    drop(compositor);
+    let v = g.check(&Facts::new("compute"));
+    assert_eq!(
+        v.outcome,
+        Outcome::Pass,
+        "the compute GPU's holder does not block: {}",
+        v.reason
+    );
+}
+
+#[test]
+fn an_allow_listed_holder_does_not_block_but_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = stand_in_file(dir.path(), "nvidia0");
+    let daemon = Holder::spawn(&card, None);
+    let s = GpuSettings {
+        allow: vec!["sleep".into()],
+        ..settings(dir.path())
+    };
+    let v = GpuDisplayReleased::new(&s, &roots(dir.path()))
+        .with_device_rule(DeviceRule::stand_ins(vec![by_path(&card, DISPLAY)]))
+        .check(&Facts::new("compute"));
+    assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
+    assert!(
+        v.reason
+            .contains(&format!("allowed: sleep (pid {})", daemon.pid())),
+        "{}",
+        v.reason
+    );
+    assert_eq!(v.evidence["allowed"][0]["pid"], daemon.pid());
+}
+
+#[test]
+fn matches_a_holder_by_device_number() {
+    // /dev/full is 1:7; other processes may hold it too, so only ours is asserted.
+    let dir = tempfile::tempdir().unwrap();
+    let holder = Holder::spawn(Path::new("/dev/full"), None);
+    let rule = DeviceRule::stand_ins(vec![StandIn {
+        matches: StandInMatch::CharDevice { major: 1, minor: 7 },
+        gpu: DISPLAY.into(),
+    }]);
+    let v = GpuDisplayReleased::new(&settings(dir.path()), &roots(dir.path()))
+        .with_device_rule(rule)
+        .check(&Facts::new("compute"));
+    assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
+    let ours = v.evidence["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["pid"] == holder.pid())
+        .cloned()
+        .unwrap_or_else(|| panic!("holder {} not found in {}", holder.pid(), v.evidence));
+    assert_eq!(ours["device"], "/dev/full");
+}
+
+#[test]
+fn a_process_whose_fds_cannot_be_read_is_unknown_not_passed() {
+    // A prepared procfs: pid 4242's fd directory is not a directory.
+    let dir = tempfile::tempdir().unwrap();
+    let proc_root = dir.path().join("proc");
+    write(&proc_root.join("4242/fd"), "not a directory");
+    write(&proc_root.join("4242/comm"), "secretive\n");
+    write(
+        &proc_root.join("devices"),
+        "Character devices:\n195 nvidia\n",
+    );
+    let r = Roots {
+        procfs: proc_root,
+        ..roots(dir.path())
+    };
+    let v = GpuDisplayReleased::new(&settings(dir.path()), &r)
+        .with_device_rule(DeviceRule::stand_ins(vec![]))
+        .check(&Facts::new("compute"));
+    assert_eq!(v.outcome, Outcome::Error, "{}", v.reason);
+    assert!(v.reason.contains("secretive (pid 4242)"), "{}", v.reason);
+    assert_eq!(v.evidence["unreadable"][0]["pid"], 4242);
+}
+
+#[test]
+fn polling_passes_once_the_holder_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = stand_in_file(dir.path(), "card1");
+    let mut holder = Holder::spawn(&card, None);
+    let g = guard(dir.path(), vec![by_path(&card, DISPLAY)]);
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        holder.stop();
+    });
+    let started = Instant::now();
+    let v = g.wait_until_released(Duration::from_secs(5), Duration::from_millis(50));
+    closer.join().unwrap();
+    assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
+    assert!(v.reason.starts_with("released after"), "{}", v.reason);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn polling_fails_at_its_timeout_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = stand_in_file(dir.path(), "card1");
+    let holder = Holder::spawn(&card, None);
+    let s = GpuSettings {
+        release_timeout_secs: 0,
+        poll_interval_ms: 50,
+        ..settings(dir.path())
+    };
+    let g = GpuDisplayReleased::new(&s, &roots(dir.path()))
+        .with_device_rule(DeviceRule::stand_ins(vec![by_path(&card, DISPLAY)]))
+        .waiting_until_released();
+    let v = g.check(&Facts::new("compute"));
+    assert_eq!(v.outcome, Outcome::Fail);
+    assert!(
+        v.reason.starts_with("still not released after"),
+        "{}",
+        v.reason
+    );
+    assert!(
+        v.reason.contains(&format!("pid {}", holder.pid())),
+        "{}",
+        v.reason
+    );
+}
+
+/// A prepared machine with two GPUs: DRM card0 (display, boot_vga) and
+/// card1, NVIDIA on both, fds as symlinks to real device nodes made with
+/// mknod, and `/proc/devices` giving nvidia-uvm a dynamic major.
+struct PreparedMachine {
+    dir: tempfile::TempDir,
+}
+
+impl PreparedMachine {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        write(
+            &p.join("proc/devices"),
+            "Character devices:\n  1 mem\n195 nvidia-frontend\n226 drm\n508 nvidia-uvm\n\nBlock devices:\n  8 sd\n",
+        );
+        for (pci, minor, uuid, boot_vga) in [
+            ("0000:01:00.0", 0, "GPU-aaaa", "1"),
+            ("0000:02:00.0", 1, "GPU-bbbb", "0"),
+        ] {
+            write(
+                &p.join(format!("proc/driver/nvidia/gpus/{pci}/information")),
+                &format!("Model: \t\t NVIDIA RTX\nIRQ:   \t\t 90\nGPU UUID: \t {uuid}\nDevice Minor: \t {minor}\nBus Location: \t {pci}\n"),
+            );
+            let pci_dir = p.join(format!("sys/devices/pci0000:00/{pci}"));
+            write(&pci_dir.join("boot_vga"), &format!("{boot_vga}\n"));
+            for (node, drm_minor) in [
+                (format!("card{minor}"), minor),
+                (format!("renderD{}", 128 + minor), 128 + minor),
+            ] {
+                let node_dir = p.join("sys/class/drm").join(&node);
+                write(&node_dir.join("dev"), &format!("226:{drm_minor}\n"));
+                symlink(&pci_dir, node_dir.join("device")).unwrap();
+            }
+        }
+        std::fs::create_dir_all(p.join("sys/class/drm/card0-HDMI-A-1")).unwrap();
+        std::fs::create_dir_all(p.join("dev/dri")).unwrap();
+        for (name, major, minor) in [
+            ("dri/card0", 226, 0),
+            ("dri/card1", 226, 1),
+            ("dri/renderD129", 226, 129),
+            ("nvidia0", 195, 0),
+            ("nvidia1", 195, 1),
+            ("nvidiactl", 195, 255),
+            ("nvidia-uvm", 508, 0),
+        ] {
+            let status = std::process::Command::new("mknod")
+                .arg(p.join("dev").join(name))
+                .arg("c")
+                .arg(major.to_string())
+                .arg(minor.to_string())
+                .status()
+                .unwrap();
+            assert!(status.success(), "mknod {name} (tests run as root)");
+        }
+        Self { dir }
+    }
+
+    /// A process in the prepared procfs holding `nodes` (under dev/).
+    fn process(&self, pid: u32, comm: &str, uid: u32, cgroup: &str, nodes: &[&str]) {
+        let p = self.dir.path();
+        let pd = p.join(format!("proc/{pid}"));
+        write(&pd.join("comm"), &format!("{comm}\n"));
+        write(
+            &pd.join("status"),
+            &format!("Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+        );
+        write(&pd.join("cgroup"), &format!("0::{cgroup}\n"));
+        std::fs::create_dir_all(pd.join("fd")).unwrap();
+        symlink("/dev/null", pd.join("fd/0")).unwrap();
+        for (i, node) in nodes.iter().enumerate() {
+            symlink(p.join("dev").join(node), pd.join(format!("fd/{}", i + 3))).unwrap();
+        }
+    }
+
+    fn roots(&self) -> Roots {
+        let p = self.dir.path();
+        Roots {
+            procfs: p.join("proc"),
+            sysfs: p.join("sys"),
+            dev: p.join("dev"),
+            passwd: p.join("passwd"),
+            ..Roots::system()
+        }
+    }
+
+    fn check(&self, display_gpu: Option<&str>) -> mode_guards::Verdict {
+        write(
+            &self.dir.path().join("passwd"),
+            "root:x:0:0::/root:/bin/sh\nalice:x:1000:100::/home/alice:/bin/sh\n",
+        );
+        let s = GpuSettings {
+            display_gpu: display_gpu.map(str::to_string),
+            nvml_library: self.dir.path().join("missing.so"),
+            ..GpuSettings::default()
+        };
+        GpuDisplayReleased::new(&s, &self.roots()).check(&Facts::new("compute"))
+    }
+}
+
+#[test]
+fn real_device_numbers_are_mapped_to_the_boot_display_gpu_by_pci_address() {
+    let m = PreparedMachine::new();
+    m.process(
+        1234,
+        "Hyprland",
+        1000,
+        "/user.slice/user-1000.slice/session-2.scope",
+        &["dri/card0", "nvidia0", "nvidiactl"],
+    );
+    m.process(
+        3000,
+        "python3",
+        0,
+        "/ai.slice/train.service",
+        &["nvidia1", "nvidiactl", "nvidia-uvm", "dri/renderD129"],
+    );
+    m.process(
+        77,
+        "nvidia-persiste",
+        0,
+        "/system.slice/nvidia-persistenced.service",
+        &["nvidia0", "nvidiactl"],
+    );
+    let v = m.check(None);
+    assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
+    assert_eq!(holders(&v), vec![1234], "{}", v.reason);
+    let h = &v.evidence["holders"][0];
+    assert_eq!(h["user"], "alice");
+    assert_eq!(h["unit"], "session-2.scope");
+    assert!(
+        h["device"].as_str().unwrap().ends_with("dev/dri/card0"),
+        "{h}"
+    );
+    assert_eq!(v.evidence["display_gpu"]["chosen_by"], "boot_vga");
+    assert_eq!(
+        v.evidence["allowed"][0]["pid"], 77,
+        "nvidia-persistenced is allowed by default"
+    );
+}
+
+#[test]
+fn the_compute_gpu_may_be_configured_as_display_by_uuid() {
+    let m = PreparedMachine::new();
+    m.process(
+        1234,
+        "Hyprland",
+        1000,
+        "/user.slice/user-1000.slice/session-2.scope",
+        &["dri/card0", "nvidia0"],
+    );
+    m.process(
+        3000,
+        "python3",
+        0,
+        "/ai.slice/train.service",
+        &["nvidia1", "nvidia-uvm"],
+    );
+    let v = m.check(Some("GPU-bbbb"));
+    assert_eq!(holders(&v), vec![3000], "{}", v.reason);
+    assert_eq!(v.evidence["display_gpu"]["pci"], "0000:02:00.0");
+}
+
+#[test]
+fn shared_nvidia_nodes_do_not_count_when_two_nvidia_gpus_exist() {
+    let m = PreparedMachine::new();
+    m.process(
+        3000,
+        "nvidia-smi",
+        0,
+        "/system.slice/x.service",
+        &["nvidiactl", "nvidia-uvm"],
+    );
+    let v = m.check(Some(DISPLAY));
+    assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
+}
+
+#[test]
+fn an_unknown_display_gpu_is_an_error_naming_the_gpus_that_exist() {
+    let m = PreparedMachine::new();
+    let v = m.check(Some("0000:09:00.0"));
+    assert_eq!(v.outcome, Outcome::Error);
+    assert!(
+        v.reason.contains("0000:01:00.0, 0000:02:00.0"),
+        "{}",
+        v.reason
+    );
+}
