@@ -408,18 +408,23 @@ in
             default = { };
             example = lib.literalExpression ''
               {
-                display_gpu = "0000:01:00.0";
-                nvml_library = "/run/opengl-driver/lib/libnvidia-ml.so.1";
-                gpu_holder_allow = [ "nvidia-persistenced" ];
+                gpu.display_gpu = "0000:01:00.0";
+                gpu.allow = [ "nvidia-persistenced" "nvidia-powerd" ];
+                gpu.nvml_library = "/run/opengl-driver/lib/libnvidia-ml.so.1";
+                memory.min_available_mib = 8192;
+                vllm.endpoint = "http://127.0.0.1:8000";
               }
             '';
             description = ''
-              Guard thresholds and facts (the display GPU, the allow-list of
-              GPU holders, the NVML library path, which defaults to
-              `/run/opengl-driver/lib/libnvidia-ml.so.1` in the binary, the
-              vLLM endpoint). Freeform: passed through to the file as
-              written, because its shape is not final yet; check the names
-              against `mode config check`. Left out of the file while empty.
+              Guard thresholds and facts: the display GPU, the allow-list of
+              GPU holders, the NVML library path (the binary's default is
+              `/run/opengl-driver/lib/libnvidia-ml.so.1`, where NixOS puts
+              the driver's libraries), memory and CPU pressure limits, the
+              vLLM endpoint. Freeform: written to the file as given, because
+              the shape of this section is not final yet (the example shows
+              the current draft); `mode config check` names any field the
+              installed binary does not know. Left out of the file while
+              empty.
             '';
           };
         };
