@@ -69,3 +69,47 @@ impl Guard for StudioCapabilityLocal {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Outcome;
+
+    fn check(content: Option<&str>) -> (Verdict, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(c) = content {
+            std::fs::write(dir.path().join(PLACEMENT_FILE), c).unwrap();
+        }
+        let v = StudioCapabilityLocal::new(dir.path()).check(&Facts::new("studio-local"));
+        (v, dir)
+    }
+
+    #[test]
+    fn passes_when_the_studio_is_local() {
+        let (v, _d) = check(Some(r#"{"studio": "local", "vllm": "gpu-box"}"#));
+        assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
+    }
+
+    #[test]
+    fn fails_naming_the_host_the_studio_is_placed_on() {
+        let (v, _d) = check(Some(r#"{"studio": "studio-pc", "vllm": "local"}"#));
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert!(v.reason.contains("placed on \"studio-pc\""), "{}", v.reason);
+        assert_eq!(v.evidence["studio"], "studio-pc");
+    }
+
+    #[test]
+    fn a_missing_or_corrupt_file_is_an_error_naming_it() {
+        for content in [
+            None,
+            Some("{not json"),
+            Some("[1]"),
+            Some(r#"{"vllm": "local"}"#),
+            Some(r#"{"studio": 3}"#),
+        ] {
+            let (v, _d) = check(content);
+            assert_eq!(v.outcome, Outcome::Error, "{content:?}: {}", v.reason);
+            assert!(v.reason.contains(PLACEMENT_FILE), "{}", v.reason);
+        }
+    }
+}

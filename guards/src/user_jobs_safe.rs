@@ -83,3 +83,73 @@ fn short_command(command: &str) -> String {
         format!("{cut}…")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Outcome, SliceProcess};
+
+    fn unit(name: &str, procs: &[(u32, &str)]) -> SliceUnit {
+        SliceUnit {
+            unit: name.into(),
+            processes: procs
+                .iter()
+                .map(|(pid, c)| SliceProcess {
+                    pid: *pid,
+                    command: c.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    fn check(units: Result<Vec<SliceUnit>, String>) -> Verdict {
+        let mut f = Facts::new("desktop");
+        f.slice_units = units;
+        UserJobsSafe::new(&AiSliceSettings::default()).check(&f)
+    }
+
+    #[test]
+    fn fails_naming_a_training_job_by_unit_pid_and_command() {
+        let v = check(Ok(vec![
+            unit(
+                "vllm.service",
+                &[(100, "python3 -m vllm.entrypoints.openai.api_server")],
+            ),
+            unit(
+                "run-r1234.service",
+                &[(4242, "python3 train.py --epochs 3")],
+            ),
+        ]));
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert_eq!(
+            v.reason,
+            "1 job of yours still runs in ai.slice: run-r1234.service (pid 4242 python3 train.py --epochs 3)"
+        );
+        assert_eq!(v.evidence["jobs"][0]["processes"][0]["pid"], 4242);
+    }
+
+    #[test]
+    fn passes_with_only_managed_services_or_empty_units() {
+        let v = check(Ok(vec![
+            unit("vllm.service", &[(100, "vllm")]),
+            unit("done.service", &[]),
+        ]));
+        assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
+    }
+
+    #[test]
+    fn errors_when_systemd_could_not_be_asked() {
+        let v = check(Err("no bus".into()));
+        assert_eq!(v.outcome, Outcome::Error);
+        assert!(v.reason.contains("no bus"));
+        let v = UserJobsSafe::new(&AiSliceSettings::default()).check(&Facts::new("desktop"));
+        assert_eq!(v.outcome, Outcome::Error, "ungathered is not a pass");
+    }
+
+    #[test]
+    fn long_command_lines_are_cut() {
+        let long = "x".repeat(200);
+        let v = check(Ok(vec![unit("job.service", &[(1, &long)])]));
+        assert!(v.reason.len() < 150, "{}", v.reason);
+    }
+}

@@ -23,9 +23,10 @@ pub fn cpu_count(procfs: &Path) -> Result<usize, ProbeError> {
     let text = read_text(&path)?;
     let n = text
         .lines()
-        .filter(|l| {
-            l.strip_prefix("cpu")
-                .and_then(|r| r.split_whitespace().next())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|first| {
+            first
+                .strip_prefix("cpu")
                 .is_some_and(|n| n.parse::<u32>().is_ok())
         })
         .count();
