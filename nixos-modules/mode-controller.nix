@@ -221,7 +221,6 @@ let
   auditLog = renderedSettings.audit_log;
 
   userModes = cfg.settings.modes;
-  modeListUnits = field: lib.concatLists (lib.mapAttrsToList (_: m: lib.optionals (m.${field} != null) m.${field}) userModes);
 
   # The plain unit's hardening (pkgs/systemd/mode-controller@.service): the
   # controller needs the system bus, read access to every process's /proc (to
@@ -466,44 +465,43 @@ in
   config = lib.mkIf cfg.enable {
     assertions =
       let
-        unknownModes = lib.subtractLists modeNames (lib.attrNames userModes);
-        guardNames = lib.unique (lib.concatLists (lib.mapAttrsToList (_: m: lib.attrNames m.guards) userModes));
-        unknownGuards = lib.subtractLists builtinGuards guardNames;
-        sliceNames = lib.unique (lib.concatLists (lib.mapAttrsToList (_: m: lib.attrNames m.slices) userModes));
-        badSlices = lib.filter (s: !lib.hasSuffix ".slice" s) sliceNames;
-        badTargets = lib.filter (t: t != null && !lib.hasSuffix ".target" t) (lib.mapAttrsToList (_: m: m.target) userModes);
-        stoppedKept = lib.intersectLists cfg.keepRunning (modeListUnits "stop");
-        moved = lib.filter (k: cfg.settings ? ${k}) [
-          "default_mode"
-          "keep_running"
-          "capability_placement"
-        ];
+        at = mode: field: "services.modeController.settings.modes.${mode}.${field}";
+        perMode =
+          mode: m:
+          [
+            {
+              assertion = lib.elem mode modeNames;
+              message = "services.modeController.settings.modes.${mode}: unknown mode; the modes are ${lib.concatStringsSep ", " modeNames}.";
+            }
+            {
+              assertion = m.target == null || lib.hasSuffix ".target" m.target;
+              message = "${at mode "target"}: '${toString m.target}' is not a .target unit.";
+            }
+          ]
+          ++ map (g: {
+            assertion = lib.elem g builtinGuards;
+            message = "${at mode "guards"}.${g}: unknown guard; the built-in guards are ${lib.concatStringsSep ", " builtinGuards}.";
+          }) (lib.attrNames m.guards)
+          ++ map (s: {
+            assertion = lib.hasSuffix ".slice" s;
+            message = ''${at mode "slices"}."${s}": budgets apply to .slice units only.'';
+          }) (lib.attrNames m.slices)
+          ++ map (u: {
+            assertion = !(lib.elem u cfg.keepRunning);
+            message = "${at mode "stop"}: ${u} is in services.modeController.keepRunning, and a transition never stops those; remove it from one of the two.";
+          }) (lib.optionals (m.stop != null) m.stop);
+        setElsewhere = {
+          default_mode = "defaultMode";
+          keep_running = "keepRunning";
+          capability_placement = "capabilityPlacement";
+        };
       in
-      [
-        {
-          assertion = unknownModes == [ ];
-          message = "services.modeController.settings.modes: unknown mode ${lib.concatStringsSep ", " unknownModes}; the modes are ${lib.concatStringsSep ", " modeNames}.";
-        }
-        {
-          assertion = unknownGuards == [ ];
-          message = "services.modeController.settings.modes.*.guards: unknown guard ${lib.concatStringsSep ", " unknownGuards}; the built-in guards are ${lib.concatStringsSep ", " builtinGuards}.";
-        }
-        {
-          assertion = badSlices == [ ];
-          message = "services.modeController.settings.modes.*.slices: budgets apply to .slice units only, not ${lib.concatStringsSep ", " badSlices}.";
-        }
-        {
-          assertion = badTargets == [ ];
-          message = "services.modeController.settings.modes.*.target: ${lib.concatStringsSep ", " badTargets} is not a .target unit.";
-        }
-        {
-          assertion = stoppedKept == [ ];
-          message = "services.modeController: ${lib.concatStringsSep ", " stoppedKept} is in keepRunning but a mode's `stop` list names it; remove it from one of the two.";
-        }
-        {
-          assertion = moved == [ ];
-          message = "services.modeController.settings: set ${lib.concatStringsSep ", " moved} through services.modeController.defaultMode / keepRunning / capabilityPlacement instead.";
-        }
+      lib.concatLists (lib.mapAttrsToList perMode userModes)
+      ++ lib.mapAttrsToList (key: option: {
+        assertion = !(cfg.settings ? ${key});
+        message = "services.modeController.settings.${key} is set from services.modeController.${option}; set that instead.";
+      }) setElsewhere
+      ++ [
         {
           assertion = cfg.defaultMode != "studio-local" || cfg.capabilityPlacement.studio == "local";
           message = ''services.modeController: defaultMode is "studio-local" but capabilityPlacement.studio is "${cfg.capabilityPlacement.studio}"; the studio-local mode needs the studio on this machine (set capabilityPlacement.studio = "local" or choose another defaultMode).'';

@@ -182,7 +182,7 @@ pkgs.testers.runNixOSTest {
 
       with subtest("the audit log holds every transition"):
           lines = machine.succeed("cat /var/lib/mode-controller/transitions.jsonl").strip().splitlines()
-          assert [json.loads(l)["to"] for l in lines][-3:] == ["compute", "studio-local", "desktop"], lines
+          assert [json.loads(line)["to"] for line in lines][-3:] == ["compute", "studio-local", "desktop"], lines
 
       with subtest("a reboot from compute normalizes to defaultMode"):
           request("compute")
