@@ -31,12 +31,17 @@ rustPlatform.buildRustPackage {
 
   nativeBuildInputs = [ installShellFiles ];
 
-  # Only the unit tests run here. The integration tests (tests/*.rs) boot a
-  # real systemd in a systemd-nspawn container as root; the Nix build sandbox
-  # has neither root nor systemd-nspawn, so they are left out of the source
-  # (tests/ is not in the fileset) and cargo finds none to run. The NixOS VM
-  # test (tests/nixos/mode-switch.nix) exercises the installed units instead.
-  cargoTestFlags = [ "--workspace" ];
+  # Only the unit tests (`--lib --bins`) run here. The integration tests need
+  # root, which the Nix build sandbox does not give: tests/*.rs boot a real
+  # systemd in a systemd-nspawn container, and guards/tests/*.rs make device
+  # nodes with mknod and start processes as other users with setpriv. The
+  # NixOS VM test (tests/nixos/mode-switch.nix) exercises the installed
+  # binary and units instead.
+  cargoTestFlags = [
+    "--workspace"
+    "--lib"
+    "--bins"
+  ];
 
   # `mode completions bash|zsh|fish` and `mode manpage` are part of the CLI
   # (clap_complete / clap_mangen); they print to stdout. Running the binary
