@@ -4,9 +4,12 @@
 # `mode-controller@.service`, the boot normalization to `defaultMode`, and
 # renders /etc/mode-controller/config.json in the schema `mode` reads.
 #
-# How this module keeps `nixos-rebuild switch` from changing the mode
-# (switch-to-configuration only acts on units that are active, and re-starts
-# every active target, which starts that target's Wants= again):
+# How this module keeps `nixos-rebuild switch` from changing the mode.
+# switch-to-configuration (nixpkgs: pkgs/by-name/sw/switch-to-configuration-ng)
+# only acts on units that are active; it starts every active target again,
+# which starts that target's Wants= again, unless the target has
+# `X-OnlyManualStart` (or RefuseManualStart); and it skips a changed active
+# service with `X-RestartIfChanged=false`. So:
 #
 # - desktop.target and compute.target carry `X-OnlyManualStart=true`, so
 #   switch-to-configuration never starts them; only the controller does. A
@@ -466,6 +469,8 @@ in
     assertions =
       let
         at = mode: field: "services.modeController.settings.modes.${mode}.${field}";
+        # External guards (executables) report under the names they are given.
+        knownGuards = builtinGuards ++ map (e: e.name or "") (cfg.settings.guard_settings.external or [ ]);
         perMode =
           mode: m:
           [
@@ -479,8 +484,8 @@ in
             }
           ]
           ++ map (g: {
-            assertion = lib.elem g builtinGuards;
-            message = "${at mode "guards"}.${g}: unknown guard; the built-in guards are ${lib.concatStringsSep ", " builtinGuards}.";
+            assertion = lib.elem g knownGuards;
+            message = "${at mode "guards"}.${g}: unknown guard; the built-in guards are ${lib.concatStringsSep ", " builtinGuards}, and external guards are named in settings.guard_settings.external.";
           }) (lib.attrNames m.guards)
           ++ map (s: {
             assertion = lib.hasSuffix ".slice" s;
