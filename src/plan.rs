@@ -213,7 +213,8 @@ mod tests {
             [
                 "stop compute.target",
                 "start desktop.target",
-                "start graphical.target"
+                "start graphical.target",
+                "start display-manager.service"
             ]
         );
     }

@@ -212,6 +212,7 @@ fn compute_to_studio_goes_through_desktop() {
             "stop compute.target",
             "start desktop.target",
             "start graphical.target",
+            "start display-manager.service",
             "start studio-local-policy.service",
             "start audio-priority.service"
         ]

@@ -98,9 +98,18 @@ pub fn transition(t: &TransitionRecord, state_dir: &std::path::Path) -> (String,
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:?} {} {} ({} ms){err}",
-            s.outcome, s.action, s.unit, s.duration_ms
+            "  {:<6} {} {} ({} ms){err}",
+            s.outcome.word(),
+            s.action,
+            s.unit,
+            s.duration_ms
         );
+        for w in &s.warnings {
+            let _ = writeln!(
+                out,
+                "         warning: {w} (not part of the mode; left as it is)"
+            );
+        }
     }
     for g in t.guards.iter().filter(|g| g.outcome != Outcome::Pass) {
         let _ = writeln!(out, "  guard {}", guard_line(g));

@@ -203,7 +203,7 @@ pub fn defaults() -> Config {
             desktop: ModeConfig {
                 target: "desktop.target".into(),
                 stop: units(&["compute.target"]),
-                start: units(&["graphical.target"]),
+                start: units(&["graphical.target", "display-manager.service"]),
                 overlay: vec![],
                 guards: guards(&[
                     ("target_reachable", Hard),
@@ -219,7 +219,7 @@ pub fn defaults() -> Config {
             studio_local: ModeConfig {
                 target: "desktop.target".into(),
                 stop: units(&["compute.target"]),
-                start: units(&["graphical.target"]),
+                start: units(&["graphical.target", "display-manager.service"]),
                 overlay,
                 guards: guards(&[
                     ("target_reachable", Hard),

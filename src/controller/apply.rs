@@ -7,6 +7,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::clock::{transition_id, Stamp};
+use crate::config::SliceBudget;
 use crate::mode::{Mode, ObservedMode};
 use crate::plan::{plan, Step};
 use crate::state::{
@@ -17,46 +18,73 @@ use crate::systemd::{Bus, JobKind};
 use super::evaluate::evaluate;
 use super::{Context, Error};
 
-/// Run one step; `Err` carries the sentence for the record.
-async fn run_step(ctx: &Context, bus: &Bus, step: &Step) -> Result<(), String> {
+/// Run one step. `Err` carries the sentence for the record; `Ok` carries
+/// warnings (companions that failed but are not part of the mode).
+async fn run_step(ctx: &Context, bus: &Bus, step: &Step, to: Mode) -> Result<Vec<String>, String> {
     let timeout = Duration::from_secs(ctx.config.timeouts.job_secs);
-    let job = |unit: &str, kind| {
-        let unit = unit.to_string();
-        async move {
-            match bus.run_job(&unit, kind, timeout).await {
-                Ok(r) if r.succeeded() => Ok(()),
-                Ok(r) => Err(r.describe_failure()),
-                Err(e) => Err(e.to_string()),
-            }
+    let (unit, kind) = match step {
+        Step::Stop { unit } => (unit, JobKind::Stop),
+        Step::Start { unit } => (unit, JobKind::Start),
+        Step::SetBudget { unit, budget } => {
+            return set_budget(bus, unit, budget).await.map(|()| vec![])
         }
     };
-    match step {
-        Step::Stop { unit } => job(unit, JobKind::Stop).await,
-        Step::Start { unit } => job(unit, JobKind::Start).await,
-        Step::SetBudget { unit, budget } => {
-            bus.set_slice_budget(unit, budget)
-                .await
-                .map_err(|e| e.to_string())?;
-            let read = bus.slice_budget(unit).await.map_err(|e| e.to_string())?;
-            if &read == budget {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{unit} reads back {} instead of {}",
-                    serde_json::to_string(&read).unwrap_or_default(),
-                    serde_json::to_string(budget).unwrap_or_default()
-                ))
-            }
-        }
+    let job = bus
+        .run_job(unit, kind, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    if job.result != "done" {
+        return Err(format!("the {} job ended '{}'", kind.word(), job.result));
+    }
+    if job.failed_companions.is_empty() {
+        return Ok(vec![]);
+    }
+    // A companion that fails matters when it belongs to the mode: a unit the
+    // configuration names, or one the mode's target wants (its workloads).
+    // Others (say systemd-update-utmp-runlevel, which graphical.target pulls
+    // in) are recorded as warnings.
+    let target = &ctx.config.mode(to).target;
+    let mut ours = ctx.config.managed_units();
+    ours.extend(
+        bus.unit_dependencies(target)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let fatal = job.failed_among(&ours);
+    if fatal.is_empty() {
+        Ok(job.failed_besides(&ours))
+    } else {
+        Err(fatal.join("; "))
+    }
+}
+
+async fn set_budget(bus: &Bus, unit: &str, budget: &SliceBudget) -> Result<(), String> {
+    bus.set_slice_budget(unit, budget)
+        .await
+        .map_err(|e| e.to_string())?;
+    let read = bus.slice_budget(unit).await.map_err(|e| e.to_string())?;
+    if &read == budget {
+        Ok(())
+    } else {
+        Err(format!(
+            "{unit} reads back {} instead of {}",
+            serde_json::to_string(&read).unwrap_or_default(),
+            serde_json::to_string(budget).unwrap_or_default()
+        ))
     }
 }
 
 /// Execute steps in order, stopping at the first failure.
-async fn execute(ctx: &Context, bus: &Bus, steps: &[Step]) -> (Vec<StepRecord>, Option<String>) {
+async fn execute(
+    ctx: &Context,
+    bus: &Bus,
+    steps: &[Step],
+    to: Mode,
+) -> (Vec<StepRecord>, Option<String>) {
     let mut done = Vec::with_capacity(steps.len());
     for step in steps {
         let t0 = Stamp::now();
-        let result = run_step(ctx, bus, step).await;
+        let result = run_step(ctx, bus, step, to).await;
         let failed = result
             .as_ref()
             .err()
@@ -67,6 +95,10 @@ async fn execute(ctx: &Context, bus: &Bus, steps: &[Step]) -> (Vec<StepRecord>, 
             ok = failed.is_none(),
             "step"
         );
+        let (error, warnings) = match result {
+            Ok(w) => (None, w),
+            Err(e) => (Some(e), vec![]),
+        };
         done.push(StepRecord {
             action: step.action().to_string(),
             unit: step.unit().to_string(),
@@ -76,7 +108,8 @@ async fn execute(ctx: &Context, bus: &Bus, steps: &[Step]) -> (Vec<StepRecord>, 
                 StepOutcome::Done
             },
             duration_ms: Stamp::now().millis_since(t0),
-            error: result.err(),
+            error,
+            warnings,
         });
         if failed.is_some() {
             return (done, failed);
@@ -92,7 +125,7 @@ async fn converge(
     steps: &[Step],
     to: Mode,
 ) -> (Vec<StepRecord>, Result<(), String>) {
-    let (records, failure) = execute(ctx, bus, steps).await;
+    let (records, failure) = execute(ctx, bus, steps, to).await;
     if let Some(f) = failure {
         return (records, Err(f));
     }

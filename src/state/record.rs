@@ -32,6 +32,15 @@ pub enum StepOutcome {
     Failed,
 }
 
+impl StepOutcome {
+    pub fn word(self) -> &'static str {
+        match self {
+            StepOutcome::Done => "done",
+            StepOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// One executed step of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
@@ -41,6 +50,9 @@ pub struct StepRecord {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Units pulled in by the step that failed without belonging to the mode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

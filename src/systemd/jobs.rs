@@ -36,23 +36,22 @@ pub struct JobResult {
 }
 
 impl JobResult {
-    pub fn succeeded(&self) -> bool {
-        self.result == "done" && self.failed_companions.is_empty()
+    /// Failed companions among `units`, as `unit ended 'result'`.
+    pub fn failed_among(&self, units: &[String]) -> Vec<String> {
+        self.failed_companions
+            .iter()
+            .filter(|(u, _)| units.contains(u))
+            .map(|(u, r)| format!("{u} ended '{r}'"))
+            .collect()
     }
 
-    /// One line naming what went wrong, for records and stderr.
-    pub fn describe_failure(&self) -> String {
-        let mut parts = Vec::new();
-        if self.result != "done" {
-            parts.push(format!(
-                "{} job for {} ended '{}'",
-                "the", self.unit, self.result
-            ));
-        }
-        for (unit, result) in &self.failed_companions {
-            parts.push(format!("{unit} ended '{result}'"));
-        }
-        parts.join("; ")
+    /// Failed companions not among `units`.
+    pub fn failed_besides(&self, units: &[String]) -> Vec<String> {
+        self.failed_companions
+            .iter()
+            .filter(|(u, _)| !units.contains(u))
+            .map(|(u, r)| format!("{u} ended '{r}'"))
+            .collect()
     }
 }
 
@@ -65,20 +64,22 @@ impl Bus {
         kind: JobKind,
         timeout: Duration,
     ) -> Result<JobResult, SystemdError> {
-        let mut removed = self
-            .manager
-            .receive_job_removed()
-            .await
-            .map_err(|e| SystemdError::call("subscribe to JobRemoved", e))?;
-        if !self
-            .subscribed
-            .swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
+        let mut removed = self.job_removed.lock().await;
+        if removed.is_none() {
+            let stream = self
+                .manager
+                .receive_job_removed()
+                .await
+                .map_err(|e| SystemdError::call("subscribe to JobRemoved", e))?;
             self.manager
                 .subscribe()
                 .await
                 .map_err(|e| SystemdError::call("Subscribe", e))?;
+            *removed = Some(stream);
         }
+        let Some(removed) = removed.as_mut() else {
+            return Err(SystemdError::call("JobRemoved", "no signal stream"));
+        };
         let (job_id, _, _, _, _, affected) = self
             .manager
             .enqueue_unit_job(unit.to_string(), kind.word().into(), "replace".into())

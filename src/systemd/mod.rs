@@ -10,7 +10,7 @@ mod units;
 use std::path::Path;
 
 use zbus::Connection;
-use zbus_systemd::systemd1::ManagerProxy;
+use zbus_systemd::systemd1::{JobRemovedStream, ManagerProxy};
 
 pub use jobs::JobKind;
 
@@ -39,8 +39,9 @@ impl SystemdError {
 pub struct Bus {
     conn: Connection,
     manager: ManagerProxy<'static>,
-    /// Whether systemd already sends this connection its job signals.
-    subscribed: std::sync::atomic::AtomicBool,
+    /// `JobRemoved` signals, subscribed on the first job and kept, so no
+    /// signal is missed between one job and the next.
+    job_removed: tokio::sync::Mutex<Option<JobRemovedStream>>,
 }
 
 impl Bus {
@@ -60,7 +61,7 @@ impl Bus {
         Ok(Self {
             conn,
             manager,
-            subscribed: false.into(),
+            job_removed: tokio::sync::Mutex::new(None),
         })
     }
 }

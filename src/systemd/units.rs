@@ -2,7 +2,7 @@
 //! of a finished service (how `mode request` learns what `mode apply` said).
 
 use mode_guards::UnitState;
-use zbus_systemd::systemd1::ServiceProxy;
+use zbus_systemd::systemd1::{ServiceProxy, UnitProxy};
 
 use super::{Bus, SystemdError};
 
@@ -42,5 +42,25 @@ impl Bus {
             .exec_main_status()
             .await
             .map_err(|e| SystemdError::call(format!("ExecMainStatus of {unit}"), e))
+    }
+
+    /// The units `unit` wants, requires or is bound to: its own workloads.
+    pub async fn unit_dependencies(&self, unit: &str) -> Result<Vec<String>, SystemdError> {
+        let path = self
+            .manager
+            .load_unit(unit.to_string())
+            .await
+            .map_err(|e| SystemdError::call(format!("LoadUnit {unit}"), e))?;
+        let proxy = UnitProxy::builder(&self.conn)
+            .path(path)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| SystemdError::call("UnitProxy", e))?;
+        let call = |what: &str, e| SystemdError::call(format!("{what} of {unit}"), e);
+        let mut deps = proxy.wants().await.map_err(|e| call("Wants", e))?;
+        deps.extend(proxy.requires().await.map_err(|e| call("Requires", e))?);
+        deps.extend(proxy.binds_to().await.map_err(|e| call("BindsTo", e))?);
+        Ok(deps)
     }
 }

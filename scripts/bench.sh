@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Benchmark (run as root): in one container run, our commands side by side
+# with the raw systemd ones they compete with, medians and ratios printed as
+# the Markdown table kept in docs/performance.md.
+#   - `mode status --json` against `systemctl is-active` on the same units
+#   - `mode request compute|desktop` against raw `systemctl start
+#     compute.target|desktop.target` on the same stand-in units
+# Usage: scripts/bench.sh [STATUS_RUNS] [SWITCH_ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/container.sh
+container_prerequisites
+cargo build --release --quiet
+container_boot "$PWD/target/release/mode"
+status_runs=${1:-200} switch_rounds=${2:-20}
+
+units="desktop.target compute.target graphical.target studio-local-policy.service audio-priority.service display-manager.service k3s.service"
+inside bash -s "$status_runs" "$switch_rounds" "$units" <<'INSIDE'
+set -eu
+runs=$1 rounds=$2 units=$3
+us() { local s=$EPOCHREALTIME; "$@" >/dev/null 2>&1 || true; local e=$EPOCHREALTIME; echo $(( ${e/./} - ${s/./} )); }
+median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m/1000}'; }
+series() { local n=$1; shift; for _ in $(seq "$n"); do us "$@"; done | median; }
+
+mode status --json >/dev/null   # warm the page cache
+status_mode=$(series "$runs" mode status --json)
+status_raw=$(series "$runs" systemctl is-active $units)
+
+: > /tmp/req_c; : > /tmp/req_d; : > /tmp/raw_c; : > /tmp/raw_d
+for _ in $(seq "$rounds"); do
+  us mode request compute >> /tmp/req_c
+  us mode request desktop >> /tmp/req_d
+  us systemctl start compute.target >> /tmp/raw_c
+  us systemctl start desktop.target >> /tmp/raw_d
+done
+rc=$(median < /tmp/req_c) rd=$(median < /tmp/req_d) sc=$(median < /tmp/raw_c) sd=$(median < /tmp/raw_d)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a/b}'; }
+diff() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.1f ms", a-b}'; }
+echo "| measurement | mode (median) | raw systemd (median) | ratio | overhead |"
+echo "| --- | --- | --- | --- | --- |"
+echo "| status of 7 managed units ($runs runs) | \`mode status --json\` $status_mode ms | \`systemctl is-active\` $status_raw ms | $(ratio "$status_mode" "$status_raw") | $(diff "$status_mode" "$status_raw") |"
+echo "| switch desktop -> compute ($rounds rounds) | \`mode request compute\` $rc ms | \`systemctl start compute.target\` $sc ms | $(ratio "$rc" "$sc") | $(diff "$rc" "$sc") |"
+echo "| switch compute -> desktop ($rounds rounds) | \`mode request desktop\` $rd ms | \`systemctl start desktop.target\` $rd ms | $(ratio "$rd" "$sd") | $(diff "$rd" "$sd") |"
+INSIDE
