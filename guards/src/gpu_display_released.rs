@@ -188,7 +188,7 @@ impl GpuDisplayReleased {
             RuleSource::Fixed(rule) => rule.clone(),
         };
         let myself = BTreeSet::from([std::process::id()]);
-        let scan = procfd::scan(&self.roots.procfs, &rule, &myself)
+        let scan = procfd::scan(&self.roots.procfs, &rule, &myself, self.settings.fd_scan)
             .map_err(|e| format!("cannot list processes: {e}"))?;
         let users = UserNames::load(&self.roots.passwd);
 

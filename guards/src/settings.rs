@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::probe::procfd::ScanMethod;
+
 /// All guard settings. Every part has defaults, so `{}` is a valid value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -46,6 +48,10 @@ pub struct GpuSettings {
     pub release_timeout_secs: u64,
     /// How often the post-teardown verification looks again.
     pub poll_interval_ms: u64,
+    /// How processes' fds are read: `pidfd` (default; duplicates each fd for
+    /// a moment through `pidfd_getfd`, about twice as fast) or
+    /// `proc-listing` (lists `/proc/PID/fd`, as `fuser` does).
+    pub fd_scan: ScanMethod,
 }
 
 impl Default for GpuSettings {
@@ -65,6 +71,7 @@ impl Default for GpuSettings {
             require_nvml: false,
             release_timeout_secs: 10,
             poll_interval_ms: 100,
+            fd_scan: ScanMethod::default(),
         }
     }
 }

@@ -432,3 +432,40 @@ fn an_unknown_display_gpu_is_an_error_naming_the_gpus_that_exist() {
         v.reason
     );
 }
+
+#[test]
+fn both_scan_methods_find_a_device_at_a_high_fd_behind_closed_ones() {
+    use mode_guards::probe::procfd::{scan, ScanMethod};
+    use std::collections::BTreeSet;
+    // fds 0-2, then a gap, then /dev/full (1:7) at fd 9.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("exec 9</dev/full; exec sleep 60")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| c.trim() != "sleep")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let rule = DeviceRule::stand_ins(vec![StandIn {
+        matches: StandInMatch::CharDevice { major: 1, minor: 7 },
+        gpu: DISPLAY.into(),
+    }]);
+    let found: Vec<_> = [ScanMethod::Pidfd, ScanMethod::ProcListing]
+        .into_iter()
+        .map(|method| {
+            let s = scan(Path::new("/proc"), &rule, &BTreeSet::new(), method).unwrap();
+            s.holders
+                .into_iter()
+                .find(|h| h.pid == pid)
+                .map(|h| (h.devices[0].fd, h.devices[0].path.clone()))
+        })
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(found[0], Some((9, "/dev/full".to_string())), "pidfd");
+    assert_eq!(found[1], found[0], "listing agrees");
+}
