@@ -37,7 +37,7 @@ pub use roots::Roots;
 pub use run::evaluate_all;
 pub use settings::{
     AiSliceSettings, CpuSettings, ExternalGuardSettings, GpuSettings, GuardSettings,
-    MemorySettings, ScanMethod, VllmSettings,
+    MemorySettings, ScanMethod, SettingsError, VllmSettings,
 };
 pub use studio_capability_local::{StudioCapabilityLocal, PLACEMENT_FILE};
 pub use target_reachable::TargetReachable;

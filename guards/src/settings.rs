@@ -185,7 +185,110 @@ fn default_external_timeout_secs() -> u64 {
     5
 }
 
+/// A setting that cannot work, with the field it is in (relative to
+/// `guard_settings`, e.g. `external[1].path`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SettingsError {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> SettingsError {
+    SettingsError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
 impl GuardSettings {
+    /// Check what serde cannot: addresses, URLs, names and ranges. Every
+    /// problem is returned, each naming its field.
+    pub fn validate(&self) -> Result<(), Vec<SettingsError>> {
+        let mut errors = Vec::new();
+        if let Some(gpu) = &self.gpu.display_gpu {
+            let uuid = gpu
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("GPU-") || p.eq_ignore_ascii_case("MIG-"));
+            if !uuid && crate::probe::gpu_topology::normalize_pci(gpu).is_none() {
+                errors.push(invalid(
+                    "gpu.display_gpu",
+                    format!(
+                        "{gpu:?} is neither a PCI address (0000:01:00.0) nor a GPU UUID (GPU-...)"
+                    ),
+                ));
+            }
+        }
+        if !self.gpu.nvml_library.is_absolute() {
+            errors.push(invalid("gpu.nvml_library", "must be an absolute path"));
+        }
+        if self.gpu.poll_interval_ms == 0 {
+            errors.push(invalid("gpu.poll_interval_ms", "must be at least 1"));
+        }
+        for (field, value) in [
+            ("memory.max_pressure_avg10", self.memory.max_pressure_avg10),
+            ("cpu.max_pressure_avg10", self.cpu.max_pressure_avg10),
+        ] {
+            if !(value > 0.0 && value <= 100.0) {
+                errors.push(invalid(
+                    field,
+                    format!("{value} is not a percentage in (0, 100]"),
+                ));
+            }
+        }
+        if !(self.cpu.max_load_per_cpu.is_finite() && self.cpu.max_load_per_cpu > 0.0) {
+            errors.push(invalid("cpu.max_load_per_cpu", "must be a positive number"));
+        }
+        if !self.ai_slice.slice.ends_with(".slice") {
+            errors.push(invalid(
+                "ai_slice.slice",
+                format!("{:?} is not a slice unit name", self.ai_slice.slice),
+            ));
+        }
+        if let Err(e) = crate::probe::http::HttpUrl::parse(&self.vllm.endpoint) {
+            errors.push(invalid("vllm.endpoint", e.to_string()));
+        }
+        if self.vllm.request_timeout_ms == 0 {
+            errors.push(invalid("vllm.request_timeout_ms", "must be at least 1"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, e) in self.external.iter().enumerate() {
+            let at = format!("external[{i}]");
+            if e.name.is_empty()
+                || !e
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                errors.push(invalid(
+                    format!("{at}.name"),
+                    format!("{:?}: use letters, digits, _ and -", e.name),
+                ));
+            } else if crate::BUILTIN_GUARDS.contains(&e.name.as_str()) {
+                errors.push(invalid(
+                    format!("{at}.name"),
+                    format!("{} is a built-in guard's name", e.name),
+                ));
+            } else if !seen.insert(e.name.as_str()) {
+                errors.push(invalid(
+                    format!("{at}.name"),
+                    format!("{} is used twice", e.name),
+                ));
+            }
+            if !e.path.is_absolute() {
+                errors.push(invalid(format!("{at}.path"), "must be an absolute path"));
+            }
+            if e.timeout_secs == 0 {
+                errors.push(invalid(format!("{at}.timeout_secs"), "must be at least 1"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
     /// The units whose state the controller should put into
     /// `Facts::unit_states` for these guards (today: the vLLM unit).
     pub fn units_of_interest(&self) -> Vec<String> {
@@ -226,6 +329,38 @@ mod tests {
         };
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<GuardSettings>(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(GuardSettings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn validation_names_every_bad_field() {
+        let s: GuardSettings = serde_json::from_str(
+            r#"{"gpu": {"display_gpu": "card0"},
+                "vllm": {"endpoint": "https://x"},
+                "external": [{"name": "audio_idle", "path": "rel/x"},
+                             {"name": "ok", "path": "/x", "timeout_secs": 0}]}"#,
+        )
+        .unwrap();
+        let fields: Vec<String> = s
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "gpu.display_gpu",
+                "vllm.endpoint",
+                "external[0].name",
+                "external[0].path",
+                "external[1].timeout_secs"
+            ]
+        );
     }
 
     #[test]

@@ -469,3 +469,51 @@ fn both_scan_methods_find_a_device_at_a_high_fd_behind_closed_ones() {
     assert_eq!(found[0], Some((9, "/dev/full".to_string())), "pidfd");
     assert_eq!(found[1], found[0], "listing agrees");
 }
+
+#[test]
+fn the_compute_guards_block_on_a_display_holder_and_advise_how_to_clear_it() {
+    use mode_guards::{
+        advice, builtin, evaluate_all, gpu_release_verification, GuardSettings, Severity,
+    };
+    use std::sync::Arc;
+    let m = PreparedMachine::new();
+    m.process(
+        2211,
+        "obs",
+        1000,
+        "/user.slice/user-1000.slice/app-obs.scope",
+        &["dri/renderD129", "dri/card0"],
+    );
+    write(
+        &m.dir.path().join("passwd"),
+        "alice:x:1000:100::/home/alice:/bin/sh\n",
+    );
+    let mut settings = GuardSettings::default();
+    settings.gpu.nvml_library = m.dir.path().join("missing.so");
+    settings.gpu.release_timeout_secs = 0;
+    let roots = m.roots();
+    let guards = vec![
+        (
+            builtin("gpu_display_released", &settings, &roots).unwrap(),
+            Severity::Soft,
+        ),
+        (gpu_release_verification(&settings, &roots), Severity::Hard),
+    ];
+    let results = evaluate_all(guards, Arc::new(Facts::new("compute")));
+    assert!(!results[0].blocks(), "the pre-check is soft");
+    assert!(
+        results[1].blocks(),
+        "the verification is hard: {}",
+        results[1].reason
+    );
+    let a = advice(&results[1]).unwrap();
+    assert!(a.starts_with("close obs (pid 2211)"), "{a}");
+    assert!(a.contains("guard_settings.gpu.allow"), "{a}");
+    assert_eq!(results[1].evidence["holders"][0]["unit"], "app-obs.scope");
+    assert_eq!(
+        results[1].evidence["holders"][0]["device"]
+            .as_str()
+            .map(|d| d.ends_with("dev/dri/card0")),
+        Some(true)
+    );
+}
