@@ -643,9 +643,11 @@ in
     };
 
     # Booting into compute goes straight to multi-user.target: bringing up
-    # the greeter only for the controller to stop it would be slow, and its
-    # session could block the graphical_session_absent guard. Stronger than
-    # the display managers' plain definition, weaker than lib.mkForce.
+    # the greeter only for the controller to stop it again slows the boot,
+    # has the display stack take the GPUs meant for compute, and leaves a
+    # window in which someone logs in (a user's graphical session then
+    # blocks the switch). Stronger than the display managers' plain
+    # definition, weaker than lib.mkForce.
     systemd.defaultUnit = lib.mkIf (cfg.defaultMode == "compute") (lib.mkOverride 90 "multi-user.target");
   };
 
