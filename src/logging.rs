@@ -12,7 +12,11 @@ pub fn init_journal() {
         .flatten();
     let result = match journal {
         Some(layer) => tracing_subscriber::registry()
-            .with(layer.with_syslog_identifier("mode-controller".into()))
+            .with(
+                layer
+                    .with_syslog_identifier("mode-controller".into())
+                    .with_field_prefix(None),
+            )
             .try_init(),
         None => tracing_subscriber::registry()
             .with(

@@ -108,20 +108,16 @@ async fn run_async(cli: &Cli, ctx: &Context) -> Result<Output, Error> {
             }
         }
         Command::Apply { mode } => {
-            controller::require_root(&format!("apply {mode}"))?;
             let record = controller::apply(ctx, &bus, *mode, &caller).await?;
             Ok(transition_output(&record, ctx))
         }
-        Command::Reconcile => {
-            controller::require_root("reconcile")?;
-            match controller::reconcile(ctx, &bus).await? {
-                Some(record) => Ok(transition_output(&record, ctx)),
-                None => Ok(Output::ok(
-                    "already converged: nothing to do\n".into(),
-                    &serde_json::json!({"outcome": "noop"}),
-                )),
-            }
-        }
+        Command::Reconcile => match controller::reconcile(ctx, &bus).await? {
+            Some(record) => Ok(transition_output(&record, ctx)),
+            None => Ok(Output::ok(
+                "already converged: nothing to do\n".into(),
+                &serde_json::json!({"outcome": "noop"}),
+            )),
+        },
         Command::Status => {
             let s = controller::status(ctx, &bus).await?;
             let mut out = Output::ok(render::status(&s), &s);
@@ -227,11 +223,14 @@ fn check_config(file: &std::path::Path) -> Result<Output, Error> {
     ))
 }
 
-fn is_mutating(c: &Command) -> bool {
-    matches!(
-        c,
-        Command::Request { .. } | Command::Apply { .. } | Command::Reconcile
-    )
+/// The words of a command that changes the machine (and so needs root).
+fn mutating(c: &Command) -> Option<String> {
+    match c {
+        Command::Request { mode, .. } => Some(format!("request {mode}")),
+        Command::Apply { mode } => Some(format!("apply {mode}")),
+        Command::Reconcile => Some("reconcile".into()),
+        _ => None,
+    }
 }
 
 fn execute(cli: &Cli) -> Result<Output, Error> {
@@ -251,7 +250,8 @@ fn execute(cli: &Cli) -> Result<Output, Error> {
         return result;
     }
     let ctx = ctx.ok_or_else(|| Error::Internal("no configuration loaded".into()))?;
-    if is_mutating(&cli.command) {
+    if let Some(what) = mutating(&cli.command) {
+        controller::require_root(&what)?;
         crate::logging::init_journal();
     }
     runtime()?.block_on(run_async(cli, &ctx))

@@ -93,7 +93,10 @@ async fn execute(
             action = step.action(),
             unit = step.unit(),
             ok = failed.is_none(),
-            "step"
+            "{} {}: {}",
+            step.action(),
+            step.unit(),
+            failed.as_deref().unwrap_or("done")
         );
         let (error, warnings) = match result {
             Ok(w) => (None, w),
@@ -142,17 +145,18 @@ async fn converge(
     }
 }
 
-/// Who asked: the note `mode request` left for this mode, else the caller.
-fn requester(ctx: &Context, to: Mode, fallback: &str) -> String {
-    if std::env::var("MODE_REQUESTED_BY").as_deref() == Ok("unit") {
-        if let Ok(Some((mode, by))) = ctx.state.request_note() {
-            if mode == to && !by.is_empty() {
-                return by;
-            }
-        }
-        return format!("unit mode-controller@{to}.service");
+/// Who asked. The unit runs `mode apply` with `MODE_REQUESTED_BY=unit`: then
+/// it is the note `mode request` left for this mode. Any other value (the
+/// boot unit sets `boot`) is taken as it is; without it, the caller.
+fn requester(ctx: &Context, to: Mode, caller: &str) -> String {
+    match std::env::var("MODE_REQUESTED_BY").as_deref() {
+        Ok("unit") => match ctx.state.request_note() {
+            Ok(Some((mode, by))) if mode == to && !by.is_empty() => by,
+            _ => format!("unit mode-controller@{to}.service"),
+        },
+        Ok(other) if !other.is_empty() => other.to_string(),
+        _ => caller.to_string(),
     }
-    fallback.to_string()
 }
 
 /// `mode apply MODE`: the whole transition. Refusals and failures come back
@@ -169,7 +173,7 @@ pub async fn apply(
     let id = transition_id(started);
     let _lock = ctx.state.lock(&id)?;
     let requested_by = requester(ctx, to, caller);
-    info!(transition = %id, to = %to, requested_by = %requested_by, "transition started");
+    info!(transition = %id, to = %to, requested_by = %requested_by, "transition {id} to {to} started");
 
     ctx.state.set_desired(to)?;
     ctx.state.set_placement(&ctx.config.capability_placement)?;
@@ -244,7 +248,7 @@ async fn roll_back(
     };
     let back = plan(now, prior_mode, &ctx.config);
     let (steps, result) = converge(ctx, bus, &back.steps, prior_mode).await;
-    warn!(to = %prior_mode, ok = result.is_ok(), "rolled back");
+    warn!(to = %prior_mode, ok = result.is_ok(), "rolled back to {prior_mode}: {}", if result.is_ok() { "converged" } else { "failed" });
     let (outcome, error, current) = match result {
         Ok(()) => (TransitionOutcome::Converged, None, prior),
         Err(e) => (
@@ -279,7 +283,11 @@ fn finish(
         from = %record.from,
         to = %record.to,
         outcome = record.outcome.word(),
-        "transition finished"
+        "transition {} {} -> {}: {}",
+        record.id,
+        record.from,
+        record.to,
+        record.outcome.word()
     );
     Ok(record)
 }

@@ -9,7 +9,7 @@ use crate::mode::Mode;
 use crate::state::{StateError, TransitionRecord};
 use crate::systemd::{Bus, JobKind, SystemdError};
 
-use super::{require_root, Context, Error};
+use super::{Context, Error};
 
 /// How a request ended.
 #[derive(Debug)]
@@ -34,7 +34,6 @@ pub async fn request(
     wait: bool,
     timeout: Duration,
 ) -> Result<RequestOutcome, Error> {
-    require_root(&format!("request {mode}"))?;
     if let Some(holder) = ctx.state.lock_holder() {
         return Err(StateError::Busy(holder).into());
     }
