@@ -224,31 +224,39 @@ pub fn scan(
             .map(|w| pids.iter().copied().skip(w).step_by(workers).collect())
             .collect();
         std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
+            let spawned: Vec<_> = chunks
                 .iter()
                 .map(|chunk| {
-                    scope.spawn(move || {
-                        if via_pidfd {
-                            private_fd_table();
-                        }
-                        scan_pids(procfs, rule, chunk, via_pidfd)
-                    })
+                    let worker = std::thread::Builder::new()
+                        .name("fd-scan".into())
+                        .spawn_scoped(scope, move || {
+                            if via_pidfd {
+                                private_fd_table();
+                            }
+                            scan_pids(procfs, rule, chunk, via_pidfd)
+                        });
+                    (worker, chunk)
                 })
                 .collect();
             let mut total = FdScan::default();
-            for (handle, chunk) in handles.into_iter().zip(&chunks) {
-                // A worker cannot panic (no panicking code), but if it did,
-                // its processes are unknown, not passed.
-                let part = handle.join().unwrap_or_else(|_| FdScan {
-                    unreadable: chunk
-                        .iter()
-                        .map(|pid| UnreadableProcess {
-                            pid: *pid,
-                            error: "the scan of this process failed".into(),
-                        })
-                        .collect(),
-                    ..FdScan::default()
-                });
+            for (worker, chunk) in spawned {
+                let part = match worker {
+                    // No thread to be had: scan this share here, by listing
+                    // (this thread's fd table is the process's own).
+                    Err(_) => scan_pids(procfs, rule, chunk, false),
+                    // A worker has no panicking code, but if one did panic
+                    // its processes are unknown, not passed.
+                    Ok(handle) => handle.join().unwrap_or_else(|_| FdScan {
+                        unreadable: chunk
+                            .iter()
+                            .map(|pid| UnreadableProcess {
+                                pid: *pid,
+                                error: "the scan of this process failed".into(),
+                            })
+                            .collect(),
+                        ..FdScan::default()
+                    }),
+                };
                 total.holders.extend(part.holders);
                 total.unreadable.extend(part.unreadable);
                 total.processes_scanned += part.processes_scanned;
