@@ -183,8 +183,17 @@ impl GpuDisplayReleased {
             ));
         };
         let rule = match &self.rule {
-            RuleSource::System => DeviceRule::system(&self.roots.procfs)
-                .map_err(|e| format!("cannot read the device numbers: {e}"))?,
+            RuleSource::System => {
+                let mut rule = DeviceRule::system(&self.roots.procfs)
+                    .map_err(|e| format!("cannot read the device numbers: {e}"))?;
+                for (i, extra) in self.settings.extra_devices.iter().enumerate() {
+                    let stand_in = extra
+                        .stand_in()
+                        .map_err(|e| format!("guard_settings.gpu.extra_devices[{i}]: {e}"))?;
+                    rule.stand_ins.push(stand_in);
+                }
+                rule
+            }
             RuleSource::Fixed(rule) => rule.clone(),
         };
         let myself = BTreeSet::from([std::process::id()]);

@@ -36,7 +36,7 @@ pub use report::{GuardReport, GuardResult, Outcome, Severity, Verdict};
 pub use roots::Roots;
 pub use run::evaluate_all;
 pub use settings::{
-    AiSliceSettings, CpuSettings, ExternalGuardSettings, GpuSettings, GuardSettings,
+    AiSliceSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings, GuardSettings,
     MemorySettings, ScanMethod, SettingsError, VllmSettings,
 };
 pub use studio_capability_local::{StudioCapabilityLocal, PLACEMENT_FILE};

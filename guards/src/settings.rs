@@ -52,6 +52,45 @@ pub struct GpuSettings {
     /// a moment through `pidfd_getfd`, about twice as fast) or
     /// `proc-listing` (lists `/proc/PID/fd`, as `fuser` does).
     pub fd_scan: ScanMethod,
+    /// More device nodes to count as nodes of a GPU, beyond NVIDIA's and
+    /// DRM's: an unusual driver, or a stand-in device in a test machine.
+    pub extra_devices: Vec<ExtraDevice>,
+}
+
+/// One extra device node counted as a node of `gpu`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraDevice {
+    /// `MAJOR:MINOR` of a character device (`1:7`), or the absolute path an
+    /// fd must point to (costs a readlink per fd and forces `proc-listing`).
+    pub device: String,
+    /// The PCI address of the GPU it belongs to.
+    pub gpu: String,
+}
+
+impl ExtraDevice {
+    /// The fd-scan rule for this device, or why it has none.
+    pub fn stand_in(&self) -> Result<crate::probe::procfd::StandIn, String> {
+        use crate::probe::procfd::{StandIn, StandInMatch};
+        let gpu = crate::probe::gpu_topology::normalize_pci(&self.gpu)
+            .ok_or_else(|| format!("gpu {:?} is not a PCI address", self.gpu))?;
+        let matches = if self.device.starts_with('/') {
+            StandInMatch::Path(self.device.clone().into())
+        } else {
+            let parsed = self
+                .device
+                .split_once(':')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+            let (major, minor) = parsed.ok_or_else(|| {
+                format!(
+                    "device {:?} is neither MAJOR:MINOR nor an absolute path",
+                    self.device
+                )
+            })?;
+            StandInMatch::CharDevice { major, minor }
+        };
+        Ok(StandIn { matches, gpu })
+    }
 }
 
 impl Default for GpuSettings {
@@ -72,6 +111,7 @@ impl Default for GpuSettings {
             release_timeout_secs: 10,
             poll_interval_ms: 100,
             fd_scan: ScanMethod::default(),
+            extra_devices: Vec::new(),
         }
     }
 }
@@ -217,6 +257,11 @@ impl GuardSettings {
                         "{gpu:?} is neither a PCI address (0000:01:00.0) nor a GPU UUID (GPU-...)"
                     ),
                 ));
+            }
+        }
+        for (i, extra) in self.gpu.extra_devices.iter().enumerate() {
+            if let Err(e) = extra.stand_in() {
+                errors.push(invalid(format!("gpu.extra_devices[{i}]"), e));
             }
         }
         if !self.gpu.nvml_library.is_absolute() {

@@ -517,3 +517,31 @@ fn the_compute_guards_block_on_a_display_holder_and_advise_how_to_clear_it() {
         Some(true)
     );
 }
+
+#[test]
+fn stand_in_devices_can_be_configured_in_guard_settings() {
+    use mode_guards::{builtin, GuardSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let card = stand_in_file(dir.path(), "card1");
+    let by_path = Holder::spawn(&card, None);
+    let by_number = Holder::spawn(Path::new("/dev/full"), None);
+    let settings: GuardSettings = serde_json::from_value(serde_json::json!({
+        "gpu": {
+            "display_gpu": DISPLAY,
+            "nvml_library": dir.path().join("missing.so"),
+            "extra_devices": [
+                {"device": card, "gpu": DISPLAY},
+                {"device": "1:7", "gpu": DISPLAY}
+            ]
+        }
+    }))
+    .unwrap();
+    assert_eq!(settings.validate(), Ok(()));
+    let v = builtin("gpu_display_released", &settings, &roots(dir.path()))
+        .unwrap()
+        .check(&Facts::new("compute"));
+    assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
+    let found = holders(&v);
+    assert!(found.contains(&(by_path.pid() as u64)), "{}", v.reason);
+    assert!(found.contains(&(by_number.pid() as u64)), "{}", v.reason);
+}
