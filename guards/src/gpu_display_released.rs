@@ -71,6 +71,9 @@ pub struct DisplayGpu {
     pub nvidia: bool,
     /// How it was chosen: `configured`, `boot_vga` or `only GPU`.
     pub chosen_by: &'static str,
+    /// Its device nodes present under the device root (`/dev/dri/card1`,
+    /// `/dev/nvidia0`): what a holder would have open.
+    pub nodes: Vec<String>,
 }
 
 /// Everything one look found.
@@ -176,12 +179,13 @@ impl GpuDisplayReleased {
     fn look(&self) -> Result<Look, String> {
         let topology = gpu_topology::read(&self.roots.procfs, &self.roots.sysfs)
             .map_err(|e| format!("cannot tell which GPUs exist: {e}"))?;
-        let Some(display) = resolve_display(self.settings.display_gpu.as_deref(), &topology)?
+        let Some(mut display) = resolve_display(self.settings.display_gpu.as_deref(), &topology)?
         else {
             return Ok(Look::NoGpu(
                 "no GPU on this machine (none in sysfs DRM or the NVIDIA driver)".into(),
             ));
         };
+        display.nodes = device_nodes(&self.roots.dev, &display.pci, &topology);
         let rule = match &self.rule {
             RuleSource::System => {
                 let mut rule = DeviceRule::system(&self.roots.procfs)
@@ -393,6 +397,7 @@ pub fn resolve_display(
         uuid: g.uuid.clone(),
         nvidia: g.nvidia,
         chosen_by,
+        nodes: Vec::new(),
     };
     match configured {
         Some(uuid) if is_uuid(uuid) => topology
@@ -421,6 +426,7 @@ pub fn resolve_display(
                     uuid: None,
                     nvidia: false,
                     chosen_by: "configured",
+                    nodes: Vec::new(),
                 })),
                 None => Err(format!(
                     "guard_settings.gpu.display_gpu: no GPU at {pci} (GPUs here: {})",
@@ -442,6 +448,29 @@ pub fn resolve_display(
             }
         }
     }
+}
+
+/// The device nodes of the GPU at `pci` that exist under `dev`.
+fn device_nodes(dev: &std::path::Path, pci: &str, topology: &GpuTopology) -> Vec<String> {
+    let drm = topology
+        .gpu(pci)
+        .map(|g| {
+            g.drm_nodes
+                .iter()
+                .map(|n| dev.join("dri").join(n))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let nvidia = topology
+        .nvidia_minors
+        .iter()
+        .filter(|(_, p)| p.as_str() == pci)
+        .map(|(minor, _)| dev.join(format!("nvidia{minor}")));
+    drm.into_iter()
+        .chain(nvidia)
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 /// Whether an open node concerns the display GPU. Nodes that cannot be

@@ -379,6 +379,24 @@ fn real_device_numbers_are_mapped_to_the_boot_display_gpu_by_pci_address() {
         "{h}"
     );
     assert_eq!(v.evidence["display_gpu"]["chosen_by"], "boot_vga");
+    let nodes: Vec<String> = v.evidence["display_gpu"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            n.as_str()
+                .unwrap()
+                .rsplit("/dev/")
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        ["dri/card0", "nvidia0"],
+        "renderD128 has no node here"
+    );
     assert_eq!(
         v.evidence["allowed"][0]["pid"], 77,
         "nvidia-persistenced is allowed by default"

@@ -224,3 +224,19 @@ fn unreachable_with_an_ungathered_unit_state_is_an_error_saying_so() {
         v.reason
     );
 }
+
+#[test]
+fn a_server_that_never_answers_is_cut_at_the_request_timeout() {
+    // The kernel completes the connection from the backlog; nobody reads.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let v = check(&endpoint, 0, &facts("active"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(v.outcome, Outcome::Error);
+    assert!(v.reason.contains("no answer within 500 ms"), "{}", v.reason);
+}
