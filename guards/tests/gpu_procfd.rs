@@ -563,3 +563,23 @@ fn stand_in_devices_can_be_configured_in_guard_settings() {
     assert!(found.contains(&(by_path.pid() as u64)), "{}", v.reason);
     assert!(found.contains(&(by_number.pid() as u64)), "{}", v.reason);
 }
+
+#[test]
+fn polling_does_not_wait_out_a_configuration_error() {
+    let m = PreparedMachine::new();
+    let s = GpuSettings {
+        display_gpu: Some("0000:09:00.0".into()),
+        nvml_library: m.dir.path().join("missing.so"),
+        ..GpuSettings::default()
+    };
+    let started = Instant::now();
+    let v = GpuDisplayReleased::new(&s, &m.roots())
+        .wait_until_released(Duration::from_secs(5), Duration::from_millis(50));
+    assert_eq!(v.outcome, Outcome::Error);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(
+        v.reason.starts_with("guard_settings.gpu.display_gpu"),
+        "{}",
+        v.reason
+    );
+}
