@@ -1,7 +1,7 @@
 //! The `/proc/*/fd` scan: which processes hold which GPU device nodes open,
-//! matched by device number (one `statx` per fd, no path walk), so renamed
-//! or bind-mounted nodes are still found. Processes whose fds cannot be read
-//! are listed as unreadable, never dropped.
+//! matched by device number (so renamed or bind-mounted nodes are found),
+//! read through pidfds or by listing `/proc/PID/fd`. Processes whose fds
+//! cannot be read are listed as unreadable, never dropped.
 
 use std::collections::BTreeSet;
 use std::ffi::CStr;
