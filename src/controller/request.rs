@@ -27,10 +27,25 @@ pub fn unit_for(mode: Mode) -> String {
     format!("mode-controller@{mode}.service")
 }
 
+/// `mode request MODE` from the command line: the requester is the caller's uid.
 pub async fn request(
     ctx: &Context,
     bus: &Bus,
     mode: Mode,
+    wait: bool,
+    timeout: Duration,
+) -> Result<RequestOutcome, Error> {
+    let by = format!("cli uid={}", nix::unistd::getuid());
+    request_as(ctx, bus, mode, &by, wait, timeout).await
+}
+
+/// A request on behalf of `by` (recorded as `requested_by`; `idle` for the
+/// idle automation).
+pub async fn request_as(
+    ctx: &Context,
+    bus: &Bus,
+    mode: Mode,
+    by: &str,
     wait: bool,
     timeout: Duration,
 ) -> Result<RequestOutcome, Error> {
@@ -41,9 +56,7 @@ pub async fn request(
     let previous = ctx.state.desired().unwrap_or(None);
     let asked_at = Stamp::now();
     ctx.state.set_desired(mode)?;
-    let uid = nix::unistd::getuid();
-    ctx.state
-        .set_request_note(mode, &format!("cli uid={uid}"))?;
+    ctx.state.set_request_note(mode, by)?;
     let unit = unit_for(mode);
 
     if !wait {
