@@ -5,6 +5,10 @@ mod cli;
 mod clock;
 mod config;
 mod controller;
+mod idle;
+// The idle and boot settings; compiled here until src/config/mod.rs declares it.
+#[path = "config/idle.rs"]
+mod idle_config;
 mod logging;
 mod mode;
 mod observe;

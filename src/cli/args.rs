@@ -54,6 +54,18 @@ pub enum Command {
     Apply { mode: Mode },
     /// Converge to the desired mode (root); nothing happens when already there.
     Reconcile,
+    /// Decide whether this unattended desktop should become a compute node, and
+    /// say why (not); run by root (mode-idle-check.timer) it requests compute,
+    /// recorded as requested by "idle".
+    #[command(after_help = IDLE_HELP)]
+    IdleCheck(IdleCheckArgs),
+    /// Apply the boot policy (root; what mode-controller-boot.service runs): the
+    /// default mode, or with boot mode "last" the last desired mode, guards permitting.
+    Boot {
+        /// Which policy: default or last (overrides the configuration's boot_mode).
+        #[arg(long, env = "MODE_BOOT_MODE")]
+        boot_mode: Option<crate::idle_config::BootMode>,
+    },
     /// Desired, recorded and observed mode with evidence, last transition, blockers.
     Status,
     /// The observed mode: one of desktop, studio-local, compute, transitioning, failed-transition.
@@ -71,6 +83,40 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
     Manpage,
+}
+
+const IDLE_HELP: &str = "\
+Idle means: no graphical user session active (logind IdleHint), or only a greeter / nobody at
+the seat; no input on /dev/input/event* since; no audio playing; CPU pressure low. Compute is
+requested only from desktop (never from studio-local, never during a transition) and only when no
+guard blocks it. Exit 0 when nothing was requested; after a request, the request's exit code.
+
+Examples:
+  mode idle-check                  the decision and every reason, changing nothing (not root)
+  mode idle-check --json           the same with all figures
+  sudo mode idle-check --dry-run   decide as root but request nothing";
+
+#[derive(Debug, clap::Args)]
+pub struct IdleCheckArgs {
+    /// Decide and explain, but request nothing and record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Idle seconds needed before compute is requested (overrides idle.threshold_secs).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub threshold: Option<u64>,
+    /// Directory of the input devices whose event* timestamps count as activity.
+    #[arg(long, value_name = "DIR")]
+    pub input_dir: Option<PathBuf>,
+    /// CPU pressure (PSI some avg60, percent) above which the desktop counts as busy.
+    #[arg(long, value_name = "PERCENT", value_parser = percent)]
+    pub max_cpu_pressure: Option<f64>,
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("'{s}' is not a percentage from 0 to 100")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

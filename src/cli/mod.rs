@@ -3,6 +3,7 @@
 //! code with one line on stderr. No logic beyond choosing and formatting.
 
 mod args;
+mod automation;
 mod render;
 
 use std::io::Write;
@@ -111,6 +112,8 @@ async fn run_async(cli: &Cli, ctx: &Context) -> Result<Output, Error> {
             let record = controller::apply(ctx, &bus, *mode, &caller).await?;
             Ok(transition_output(&record, ctx))
         }
+        Command::IdleCheck(args) => automation::idle_check(ctx, &bus, args).await,
+        Command::Boot { boot_mode } => automation::boot(ctx, &bus, *boot_mode).await,
         Command::Reconcile => match controller::reconcile(ctx, &bus).await? {
             Some(record) => Ok(transition_output(&record, ctx)),
             None => Ok(Output::ok(
@@ -229,6 +232,7 @@ fn mutating(c: &Command) -> Option<String> {
         Command::Request { mode, .. } => Some(format!("request {mode}")),
         Command::Apply { mode } => Some(format!("apply {mode}")),
         Command::Reconcile => Some("reconcile".into()),
+        Command::Boot { .. } => Some("boot".into()),
         _ => None,
     }
 }
@@ -239,9 +243,16 @@ fn execute(cli: &Cli) -> Result<Output, Error> {
         Command::Config(_) | Command::Completions { .. } | Command::Manpage
     );
     let ctx = if needs_config {
+        let config = config::load(&cli.config)?;
+        // The desired mode is also kept next to the audit log
+        // (/var/lib/mode-controller), for the boot policy "last".
+        let kept = config.audit_log.parent().map_or_else(
+            || std::path::PathBuf::from("/var/lib/mode-controller"),
+            |d| d.to_path_buf(),
+        );
         Some(Context {
-            config: config::load(&cli.config)?,
-            state: StateDir::new(&cli.state_dir),
+            state: StateDir::new(&cli.state_dir).keeping_desired_in(kept),
+            config,
         })
     } else {
         None

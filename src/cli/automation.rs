@@ -1,0 +1,126 @@
+//! The two automatic commands, `mode idle-check` and `mode boot`: running
+//! them and turning their outcome into text, JSON and the exit code. The
+//! decisions themselves live in src/idle/ and src/controller/boot.rs.
+
+use std::fmt::Write;
+
+use crate::controller::{self, BootOutcome, Context, Error};
+use crate::idle::{self, Decision, IdleCheck};
+use crate::idle_config::BootMode;
+use crate::systemd::Bus;
+
+use super::args::IdleCheckArgs;
+use super::{outcome_code, render, Output};
+
+pub(super) async fn idle_check(
+    ctx: &Context,
+    bus: &Bus,
+    args: &IdleCheckArgs,
+) -> Result<Output, Error> {
+    let opts = idle::Options {
+        threshold_secs: args.threshold,
+        input_dir: args.input_dir.clone(),
+        max_cpu_pressure: args.max_cpu_pressure,
+        dry_run: args.dry_run,
+    };
+    let (check, code) = idle::check(ctx, bus, &opts).await?;
+    let (text, error) = idle_text(&check, ctx);
+    Ok(Output {
+        text,
+        json: serde_json::to_value(&check).unwrap_or_default(),
+        code,
+        error: if code == 0 { None } else { error },
+    })
+}
+
+fn idle_text(c: &IdleCheck, ctx: &Context) -> (String, Option<String>) {
+    let mut out = String::new();
+    let f = &c.figures;
+    let idle = match f.idle_secs {
+        Some(s) => format!("idle {s} s of {} s", f.threshold_secs),
+        None => format!("not idle (threshold {} s)", f.threshold_secs),
+    };
+    let word = match c.decision {
+        Decision::Promote if c.acted => "promote: compute requested",
+        Decision::Promote => "promote",
+        Decision::Stay => "stay",
+    };
+    let _ = writeln!(out, "decision:  {word} ({}, {idle})", c.observed);
+    let label = if c.decision == Decision::Stay {
+        "why not:"
+    } else {
+        "why:"
+    };
+    for r in &c.reasons {
+        let _ = writeln!(out, "{label:<10} {r}");
+    }
+    if let Some(n) = &c.note {
+        let _ = writeln!(out, "note:      {n}");
+    }
+    let input = match &f.input {
+        Some(i) => format!(
+            "{} devices in {}, last activity {}",
+            i.devices,
+            i.dir,
+            i.last_activity.as_deref().unwrap_or("none seen")
+        ),
+        None => "not considered".into(),
+    };
+    let audio = serde_json::to_value(&f.audio)
+        .ok()
+        .and_then(|v| v["state"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let cpu = match &f.cpu_pressure {
+        idle::CpuPressure::Read { avg60 } => {
+            format!("{avg60:.1}% (avg60, max {:.1}%)", f.max_cpu_pressure)
+        }
+        idle::CpuPressure::Absent => "no PSI here".into(),
+        idle::CpuPressure::Unreadable { problem } => problem.clone(),
+    };
+    let _ = writeln!(
+        out,
+        "idle since: {}",
+        f.idle_since.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(out, "input:     {input}");
+    let _ = writeln!(out, "audio:     {audio}");
+    let _ = writeln!(out, "cpu:       {cpu}");
+    let mut error = None;
+    if let Some(t) = &c.transition {
+        let (text, err) = render::transition(t, ctx.state.root());
+        out.push_str(&text);
+        error = err;
+    } else if c.acted {
+        error = c.note.clone();
+    }
+    (out, error)
+}
+
+pub(super) async fn boot(
+    ctx: &Context,
+    bus: &Bus,
+    over: Option<BootMode>,
+) -> Result<Output, Error> {
+    let policy = controller::boot_mode(ctx, over);
+    let outcome = controller::boot(ctx, bus, policy).await?;
+    Ok(boot_output(&outcome, ctx))
+}
+
+fn boot_output(b: &BootOutcome, ctx: &Context) -> Output {
+    let mut text = format!("boot: {}\n", b.reason);
+    let (t, mut error) = render::transition(&b.transition, ctx.state.root());
+    text.push_str(&t);
+    if let Some(f) = &b.fallback {
+        let (t, e) = render::transition(f, ctx.state.root());
+        let _ = writeln!(text, "falling back to the default mode, {}:", f.to);
+        text.push_str(&t);
+        error = e;
+    }
+    let code = outcome_code(b.last().outcome);
+    Output {
+        text,
+        json: serde_json::to_value(b).unwrap_or_default(),
+        code,
+        error: if code == 0 { None } else { error },
+    }
+}

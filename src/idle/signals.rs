@@ -1,0 +1,361 @@
+//! The idle signals, each read from its own source: who is at the seat
+//! (logind sessions, judged here from plain data), input devices' timestamps,
+//! ALSA substreams and CPU pressure. Roots are parameters so tests can use
+//! prepared trees; nothing here decides or changes anything.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use mode_guards::probe::{alsa, psi};
+
+use crate::clock::Stamp;
+use crate::systemd::SessionActivity;
+
+const GRAPHICAL_TYPES: [&str; 3] = ["wayland", "x11", "mir"];
+
+/// Who is at the seat, as far as idleness goes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Presence {
+    /// At least one graphical user session is not idle.
+    Active { sessions: Vec<String> },
+    /// Every graphical user session says it is idle; `since` is the latest
+    /// moment one of them became idle.
+    IdleSessions {
+        since: String,
+        #[serde(skip)]
+        since_ms: u64,
+        sessions: Vec<String>,
+    },
+    /// Nobody is logged in; a greeter has been up (or idle) since `since`.
+    Greeter {
+        since: String,
+        #[serde(skip)]
+        since_ms: u64,
+        session: String,
+    },
+    /// Nobody is logged in and no greeter runs.
+    Nobody,
+}
+
+fn describe(s: &SessionActivity) -> String {
+    format!(
+        "session {} of {} ({}, {})",
+        s.id, s.user, s.session_type, s.class
+    )
+}
+
+fn is_graphical(s: &SessionActivity) -> bool {
+    GRAPHICAL_TYPES.contains(&s.session_type.as_str()) && s.state != "closing"
+}
+
+/// Judge the sessions. A user session counts as idle only when logind's
+/// `IdleHint` says so. A greeter that has never set its hint
+/// (`IdleSinceHint` 0: most greeters) counts as idle since it started; one
+/// that manages its hint is judged by it, like a user session.
+pub fn presence(sessions: &[SessionActivity]) -> Presence {
+    let graphical: Vec<&SessionActivity> = sessions.iter().filter(|s| is_graphical(s)).collect();
+    let users: Vec<&&SessionActivity> = graphical.iter().filter(|s| s.class == "user").collect();
+    if !users.is_empty() {
+        let active: Vec<String> = users
+            .iter()
+            .filter(|s| !s.idle_hint)
+            .map(|s| describe(s))
+            .collect();
+        if !active.is_empty() {
+            return Presence::Active { sessions: active };
+        }
+        let since_ms = users.iter().map(|s| s.idle_since_usec).max().unwrap_or(0) / 1000;
+        return Presence::IdleSessions {
+            since: Stamp(since_ms).rfc3339(),
+            since_ms,
+            sessions: users.iter().map(|s| describe(s)).collect(),
+        };
+    }
+    let greeters: Vec<&&SessionActivity> =
+        graphical.iter().filter(|s| s.class == "greeter").collect();
+    let active: Vec<String> = greeters
+        .iter()
+        .filter(|s| s.idle_since_usec != 0 && !s.idle_hint)
+        .map(|s| describe(s))
+        .collect();
+    if !active.is_empty() {
+        return Presence::Active { sessions: active };
+    }
+    match greeters
+        .iter()
+        .max_by_key(|s| s.started_usec.max(s.idle_since_usec))
+    {
+        Some(g) => {
+            let since_ms = g.started_usec.max(g.idle_since_usec) / 1000;
+            Presence::Greeter {
+                since: Stamp(since_ms).rfc3339(),
+                since_ms,
+                session: describe(g),
+            }
+        }
+        None => Presence::Nobody,
+    }
+}
+
+impl Presence {
+    /// When the seat became idle (milliseconds since the epoch), as far as
+    /// the sessions tell.
+    pub fn since_ms(&self) -> Option<u64> {
+        match self {
+            Presence::IdleSessions { since_ms, .. } | Presence::Greeter { since_ms, .. } => {
+                Some(*since_ms)
+            }
+            Presence::Active { .. } | Presence::Nobody => None,
+        }
+    }
+}
+
+/// The last input activity seen on the input devices (`event*` nodes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InputActivity {
+    pub dir: String,
+    pub devices: usize,
+    /// The latest access or change time of any device, or `null`.
+    pub last_activity: Option<String>,
+    #[serde(skip)]
+    pub last_ms: Option<u64>,
+    /// Why the devices could not be read, if they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// Scan `dir` for `event*` nodes and take the latest of their access and
+/// change times. A missing directory is no activity (no input devices).
+pub fn input_activity(dir: &Path) -> InputActivity {
+    let mut out = InputActivity {
+        dir: dir.display().to_string(),
+        devices: 0,
+        last_activity: None,
+        last_ms: None,
+        problem: None,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            out.problem = Some(format!("cannot read {}: {e}", dir.display()));
+            return out;
+        }
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("event") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        out.devices += 1;
+        let ms =
+            |secs: i64, nsecs: i64| (secs.max(0) as u64) * 1000 + (nsecs.max(0) as u64) / 1_000_000;
+        let latest = ms(meta.atime(), meta.atime_nsec()).max(ms(meta.mtime(), meta.mtime_nsec()));
+        out.last_ms = Some(out.last_ms.map_or(latest, |l| l.max(latest)));
+    }
+    out.last_activity = out.last_ms.map(|ms| Stamp(ms).rfc3339());
+    out
+}
+
+/// Whether audio is moving, from ALSA's procfs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Audio {
+    /// No ALSA here (no sound support): not considered.
+    Absent,
+    Idle,
+    /// Substreams moving audio: `card0/pcm0p/sub0 (RUNNING, pid 42)`.
+    Playing {
+        substreams: Vec<String>,
+    },
+    Unreadable {
+        problem: String,
+    },
+}
+
+pub fn audio(asound: &Path) -> Audio {
+    match alsa::substreams(asound) {
+        Ok(alsa::AlsaView::Absent) => Audio::Absent,
+        Ok(alsa::AlsaView::Open(open)) => {
+            let playing: Vec<String> = open
+                .iter()
+                .filter(|s| s.is_active())
+                .map(|s| match s.owner_pid {
+                    Some(pid) => format!("{} ({}, pid {pid})", s.name, s.state),
+                    None => format!("{} ({})", s.name, s.state),
+                })
+                .collect();
+            if playing.is_empty() {
+                Audio::Idle
+            } else {
+                Audio::Playing {
+                    substreams: playing,
+                }
+            }
+        }
+        Err(e) => Audio::Unreadable {
+            problem: e.to_string(),
+        },
+    }
+}
+
+/// CPU pressure (PSI `some avg60`, percent).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CpuPressure {
+    /// No PSI in this kernel: not considered.
+    Absent,
+    Read {
+        avg60: f64,
+    },
+    Unreadable {
+        problem: String,
+    },
+}
+
+pub fn cpu_pressure(procfs: &Path) -> CpuPressure {
+    match psi::read(procfs, "cpu") {
+        Ok(Some(p)) => CpuPressure::Read { avg60: p.avg60 },
+        Ok(None) => CpuPressure::Absent,
+        Err(e) => CpuPressure::Unreadable {
+            problem: e.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn session(
+        id: &str,
+        class: &str,
+        idle: bool,
+        idle_since_s: u64,
+        started_s: u64,
+    ) -> SessionActivity {
+        SessionActivity {
+            id: id.into(),
+            uid: 1000,
+            user: "alice".into(),
+            seat: "seat0".into(),
+            session_type: "wayland".into(),
+            class: class.into(),
+            state: "active".into(),
+            idle_hint: idle,
+            idle_since_usec: idle_since_s * 1_000_000,
+            started_usec: started_s * 1_000_000,
+        }
+    }
+
+    #[test]
+    fn an_active_user_session_is_named() {
+        let s = [session("3", "user", false, 0, 100)];
+        assert_eq!(
+            presence(&s),
+            Presence::Active {
+                sessions: vec!["session 3 of alice (wayland, user)".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn idle_user_sessions_are_idle_since_the_latest_of_them() {
+        let s = [
+            session("3", "user", true, 500, 100),
+            session("4", "user", true, 700, 100),
+        ];
+        let p = presence(&s);
+        assert!(matches!(p, Presence::IdleSessions { .. }), "{p:?}");
+        assert_eq!(p.since_ms(), Some(700_000));
+    }
+
+    #[test]
+    fn one_active_user_session_among_idle_ones_keeps_the_seat_active() {
+        let s = [
+            session("3", "user", true, 500, 100),
+            session("4", "user", false, 0, 100),
+        ];
+        assert!(matches!(presence(&s), Presence::Active { .. }));
+    }
+
+    #[test]
+    fn a_greeter_without_a_hint_is_idle_since_it_started() {
+        let s = [session("c1", "greeter", false, 0, 900)];
+        let p = presence(&s);
+        assert!(matches!(p, Presence::Greeter { .. }), "{p:?}");
+        assert_eq!(p.since_ms(), Some(900_000));
+    }
+
+    #[test]
+    fn a_greeter_that_manages_its_hint_is_judged_by_it() {
+        let active = [session("c1", "greeter", false, 950, 900)];
+        assert!(matches!(presence(&active), Presence::Active { .. }));
+        let idle = [session("c1", "greeter", true, 950, 900)];
+        assert_eq!(presence(&idle).since_ms(), Some(950_000));
+    }
+
+    #[test]
+    fn tty_and_closing_sessions_do_not_count() {
+        let mut tty = session("5", "user", false, 0, 100);
+        tty.session_type = "tty".into();
+        let mut closing = session("6", "user", false, 0, 100);
+        closing.state = "closing".into();
+        assert_eq!(presence(&[tty, closing]), Presence::Nobody);
+    }
+
+    #[test]
+    fn input_activity_is_the_latest_event_node_time() {
+        let t = tempfile::tempdir().unwrap();
+        for (name, secs) in [("event0", 1_000), ("event1", 2_000), ("mice", 9_000)] {
+            let p = t.path().join(name);
+            std::fs::write(&p, "").unwrap();
+            let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_times(
+                std::fs::FileTimes::new()
+                    .set_accessed(when)
+                    .set_modified(when),
+            )
+            .unwrap();
+        }
+        let a = input_activity(t.path());
+        assert_eq!(a.devices, 2, "only event* nodes count");
+        assert_eq!(a.last_ms, Some(2_000_000));
+        let none = input_activity(&t.path().join("absent"));
+        assert_eq!((none.devices, none.last_ms, none.problem), (0, None, None));
+    }
+
+    #[test]
+    fn running_alsa_substreams_are_named_and_absent_alsa_is_absent() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(audio(&t.path().join("asound")), Audio::Absent);
+        let sub = t.path().join("asound/card0/pcm0p/sub0");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("status"), "closed\n").unwrap();
+        assert_eq!(audio(&t.path().join("asound")), Audio::Idle);
+        std::fs::write(sub.join("status"), "state: RUNNING\nowner_pid   : 42\n").unwrap();
+        assert_eq!(
+            audio(&t.path().join("asound")),
+            Audio::Playing {
+                substreams: vec!["card0/pcm0p/sub0 (RUNNING, pid 42)".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn cpu_pressure_reads_avg60_and_absent_psi_is_absent() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(cpu_pressure(t.path()), CpuPressure::Absent);
+        std::fs::create_dir_all(t.path().join("pressure")).unwrap();
+        std::fs::write(
+            t.path().join("pressure/cpu"),
+            "some avg10=70.00 avg60=55.50 avg300=10.00 total=1\n",
+        )
+        .unwrap();
+        assert_eq!(cpu_pressure(t.path()), CpuPressure::Read { avg60: 55.5 });
+    }
+}
