@@ -48,6 +48,43 @@ impl Stamp {
     pub fn millis_since(self, earlier: Stamp) -> u64 {
         self.0.saturating_sub(earlier.0)
     }
+
+    /// Read back what `rfc3339` wrote (`2026-11-23T04:05:06.120Z`); `None`
+    /// for anything else.
+    pub fn parse_rfc3339(text: &str) -> Option<Stamp> {
+        let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+        let mut d = date.splitn(3, '-').map(|p| p.parse::<u32>().ok());
+        let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
+        let (hms, ms) = time.split_once('.').unwrap_or((time, "0"));
+        let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+        let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
+        let ms: u64 = ms.parse().ok()?;
+        if !(1..=12).contains(&mo)
+            || !(1..=31).contains(&day)
+            || h > 23
+            || mi > 59
+            || sec > 60
+            || ms > 999
+        {
+            return None;
+        }
+        let days = u64::try_from(days_from_civil(i64::from(y), mo, day)).ok()?;
+        Some(Stamp(
+            ((days * 86_400) + h * 3600 + mi * 60 + sec) * 1000 + ms,
+        ))
+    }
+}
+
+/// (year, month, day) to days since 1970-01-01: the inverse of
+/// `civil_from_days`, after the same public-domain algorithm.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's
@@ -87,6 +124,23 @@ mod tests {
         assert_eq!(s.compact(), "20261123T040506Z");
         assert_eq!(Stamp(0).rfc3339(), "1970-01-01T00:00:00.000Z");
         assert_eq!(Stamp(951_782_400_000).rfc3339(), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_nothing_else() {
+        for ms in [0, 951_782_400_000, 1_795_406_706_120, 4_102_444_799_999] {
+            let text = Stamp(ms).rfc3339();
+            assert_eq!(Stamp::parse_rfc3339(&text), Some(Stamp(ms)), "{text}");
+        }
+        for bad in [
+            "",
+            "2026-11-23",
+            "2026-13-01T00:00:00.000Z",
+            "2026-11-23T04:05:06.120",
+            "yesterday",
+        ] {
+            assert_eq!(Stamp::parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ fn idle_text(c: &IdleCheck, ctx: &Context) -> (String, Option<String>) {
     let f = &c.figures;
     let idle = match f.idle_secs {
         Some(s) => format!("idle {s} s of {} s", f.threshold_secs),
-        None => format!("not idle (threshold {} s)", f.threshold_secs),
+        None => format!("not idle; threshold {} s", f.threshold_secs),
     };
     let word = match c.decision {
         Decision::Promote if c.acted => "promote: compute requested",

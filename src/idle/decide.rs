@@ -55,8 +55,10 @@ pub fn decide(i: &Inputs) -> (Decision, Vec<String>) {
             "not idle: {} active (logind IdleHint=no)",
             sessions.join(", ")
         )),
+        // Only a desktop counts unattended time; elsewhere the mode said it all.
+        (_, None) if i.observed != ObservedMode::Desktop => {}
         (_, None) => why_not.push(
-            "nobody is logged in, but idle time is counted from the first check that saw it (run as root); none yet".to_string(),
+            "nobody is logged in; unattended time counts from the first check run by root that saw it, and there has been none yet".to_string(),
         ),
         (_, Some(secs)) if secs < i.threshold_secs => why_not.push(format!(
             "idle for {secs} s, less than the threshold of {} s",
@@ -199,6 +201,23 @@ mod tests {
         let (d, why) = decide(&i);
         assert_eq!(d, Decision::Stay);
         assert_eq!(why, ["idle for 120 s, less than the threshold of 1800 s"]);
+    }
+
+    #[test]
+    fn outside_desktop_an_uncounted_empty_seat_is_not_a_second_reason() {
+        let (p, a, c) = (Presence::Nobody, Audio::Absent, CpuPressure::Absent);
+        let i = Inputs {
+            observed: ObservedMode::Compute,
+            idle_secs: None,
+            ..inputs(&p, &a, &c)
+        };
+        assert_eq!(
+            decide(&i),
+            (
+                Decision::Stay,
+                vec!["the machine is already in compute".to_string()]
+            )
+        );
     }
 
     #[test]

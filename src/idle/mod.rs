@@ -73,6 +73,8 @@ pub struct Figures {
     pub sessions: Vec<SessionActivity>,
     /// Since when nobody has been logged in, as recorded by idle-check.
     pub unattended_since: Option<String>,
+    /// When the last transition finished: idleness is counted from no earlier.
+    pub last_transition_at: Option<String>,
     pub input: Option<InputActivity>,
     pub audio: Audio,
     pub cpu_pressure: CpuPressure,
@@ -145,7 +147,19 @@ pub async fn check(ctx: &Context, bus: &Bus, opts: &Options) -> Result<(IdleChec
         ref p => p.since_ms(),
     };
     let input_ms = input.as_ref().and_then(|i| i.last_ms);
-    let idle_since = seat_since.map(|since| since.max(input_ms.unwrap_or(0)));
+    // Idleness never reaches back before the last transition: right after
+    // someone switched to desktop, the machine is not yet unattended.
+    let last_transition_ms = ctx
+        .state
+        .last_transition()
+        .unwrap_or(None)
+        .and_then(|t| Stamp::parse_rfc3339(&t.finished_at))
+        .map(|s| s.0);
+    let idle_since = seat_since.map(|since| {
+        since
+            .max(input_ms.unwrap_or(0))
+            .max(last_transition_ms.unwrap_or(0))
+    });
     let idle_secs = idle_since.map(|since| now.0.saturating_sub(since) / 1000);
 
     let (decision, reasons) = decide::decide(&decide::Inputs {
@@ -174,6 +188,7 @@ pub async fn check(ctx: &Context, bus: &Bus, opts: &Options) -> Result<(IdleChec
             presence,
             sessions,
             unattended_since: unattended.map(|ms| Stamp(ms).rfc3339()),
+            last_transition_at: last_transition_ms.map(|ms| Stamp(ms).rfc3339()),
             input,
             audio,
             cpu_pressure: cpu,
