@@ -232,6 +232,50 @@ fn with_nobody_logged_in_idle_time_counts_from_the_first_check() {
 }
 
 #[test]
+fn a_switch_back_to_desktop_restarts_the_idle_count() {
+    let c = Container::boot();
+    let greeter = open_session(&c, "greeter", "greeter");
+    set_idle_hint(&c, &greeter, true);
+    std::thread::sleep(Duration::from_millis(1100));
+    for mode in ["compute", "desktop"] {
+        let r = c.mode(&format!("request {mode}"));
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    // The greeter has been idle for more than a second, but someone switched
+    // to desktop just now.
+    let (_, j) = idle_check(&c, "--threshold 1 --dry-run");
+    assert_eq!(j["decision"], "stay", "{j:#}");
+    assert!(
+        reasons(&j).contains("less than the threshold of 1 s"),
+        "{}",
+        reasons(&j)
+    );
+    assert_eq!(
+        j["figures"]["idle_since"],
+        j["figures"]["last_transition_at"]
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_, j) = idle_check(&c, "--threshold 1 --dry-run");
+    assert_eq!(j["decision"], "promote", "{j:#}");
+}
+
+#[test]
+fn the_idle_check_unit_runs_the_check_as_root_and_logs_the_decision() {
+    let c = Container::boot();
+    let r = c.sh("systemctl start mode-idle-check.service");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(c.prop("mode-idle-check.service", "Result"), "success");
+    let log = c
+        .sh("journalctl -b -u mode-idle-check.service --no-pager -o cat")
+        .stdout;
+    assert!(log.contains("decision:  stay"), "{log}");
+    assert!(log.contains("of 1800 s"), "the configured default: {log}");
+    let r =
+        c.sh("systemctl start mode-idle-check.timer && systemctl is-active mode-idle-check.timer");
+    assert_eq!(r.stdout.trim(), "active", "{r:?}");
+}
+
+#[test]
 fn idle_check_rejects_bad_thresholds_with_a_usage_error() {
     let c = Container::boot();
     for bad in [
