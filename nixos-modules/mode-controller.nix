@@ -263,7 +263,14 @@ let
     LockPersonality = true;
     MemoryDenyWriteExecute = true;
     SystemCallArchitectures = "native";
-    SystemCallFilter = [ "@system-service" ];
+    # pidfd_getfd (in @debug) lets the GPU guard read other processes' fds;
+    # anything else outside the filter fails with EPERM instead of killing
+    # the controller mid-transition.
+    SystemCallFilter = [
+      "@system-service"
+      "pidfd_getfd"
+    ];
+    SystemCallErrorNumber = "EPERM";
     CapabilityBoundingSet = [
       "CAP_SYS_PTRACE"
       "CAP_DAC_READ_SEARCH"

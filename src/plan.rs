@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::config::{Config, SliceBudget};
+use crate::config::{Config, Drain, GuardSeverity, JobPolicy, SliceBudget};
 use crate::mode::{Mode, ObservedMode};
 
 /// One step of a transition.
@@ -22,6 +22,20 @@ pub enum Step {
     Start {
         unit: String,
     },
+    /// Check a guard's condition after teardown (hard; it may wait for it).
+    Check {
+        guard: String,
+    },
+    /// Wait for vLLM's queue to empty (or the timeout) before it stops.
+    DrainVllm {
+        unit: String,
+        timeout_secs: u64,
+    },
+    /// Handle the user jobs in a slice by the mode's drain policy.
+    DrainJobs {
+        unit: String,
+        policy: Drain,
+    },
 }
 
 impl Step {
@@ -30,12 +44,17 @@ impl Step {
             Step::SetBudget { .. } => "set-budget",
             Step::Stop { .. } => "stop",
             Step::Start { .. } => "start",
+            Step::Check { .. } => "check",
+            Step::DrainVllm { .. } => "drain-vllm",
+            Step::DrainJobs { .. } => "drain-jobs",
         }
     }
 
     pub fn unit(&self) -> &str {
         match self {
             Step::SetBudget { unit, .. } | Step::Stop { unit } | Step::Start { unit } => unit,
+            Step::Check { guard } => guard,
+            Step::DrainVllm { unit, .. } | Step::DrainJobs { unit, .. } => unit,
         }
     }
 
@@ -48,6 +67,23 @@ impl Step {
             }
             Step::Stop { unit } => format!("stop {unit}"),
             Step::Start { unit } => format!("start {unit}"),
+            Step::Check { guard } => {
+                format!("check {guard} (hard; waits for it within its timeout)")
+            }
+            Step::DrainVllm { unit, timeout_secs } => format!(
+                "drain {unit}: wait up to {timeout_secs} s for its running and waiting requests to reach 0"
+            ),
+            Step::DrainJobs { unit, policy } => match policy.jobs {
+                JobPolicy::Checkpoint => format!(
+                    "checkpoint the user jobs in {unit}: send {}, allow {} s, then stop their units",
+                    policy.checkpoint_signal.name(),
+                    policy.grace_secs
+                ),
+                JobPolicy::Wait => {
+                    format!("wait up to {} s for the user jobs in {unit} to end", policy.wait_secs)
+                }
+                JobPolicy::Refuse => format!("refuse if user jobs run in {unit}"),
+            },
         }
     }
 }
@@ -108,14 +144,30 @@ fn enter_overlay(config: &Config, to: Mode) -> Vec<Step> {
         .collect()
 }
 
-/// Stop what `to` excludes, then start its target and companions.
+/// Stop what `to` excludes, check what must hold once it is gone (compute:
+/// the display has let go of the GPU), then start its target and companions.
 fn switch_target(config: &Config, to: Mode) -> Vec<Step> {
     let m = config.mode(to);
     let stops = m.stop.iter().map(|u| Step::Stop { unit: u.clone() });
+    let checks = post_teardown_checks(config, to);
     let starts = std::iter::once(&m.target)
         .chain(&m.start)
         .map(|u| Step::Start { unit: u.clone() });
-    stops.chain(starts).collect()
+    stops.chain(checks).chain(starts).collect()
+}
+
+/// Guards that are checked again, as hard, after the teardown of a switch
+/// into `to` when the configuration enables them for it.
+fn post_teardown_checks(config: &Config, to: Mode) -> Vec<Step> {
+    const AFTER_TEARDOWN: [&str; 1] = ["gpu_display_released"];
+    let guards = &config.mode(to).guards;
+    AFTER_TEARDOWN
+        .iter()
+        .filter(|g| guards.get(**g).is_some_and(|s| *s != GuardSeverity::Off))
+        .map(|g| Step::Check {
+            guard: g.to_string(),
+        })
+        .collect()
 }
 
 /// From an unknown state: stop every overlay `to` does not have, then the
@@ -139,7 +191,31 @@ fn recover(config: &Config, to: Mode) -> Vec<Step> {
         .collect()
 }
 
-/// The ordered steps that take the machine from `from` to `to`.
+/// What runs before anything stops: every vLLM unit that runs in `from`
+/// (any mode, when `from` is unknown) but not in `to` is drained, and when
+/// the machine leaves compute the user jobs are handled by `to`'s policy
+/// (with `refuse`, `user_jobs_safe` refuses instead).
+fn drains(config: &Config, from: Option<Mode>, to: Mode) -> Vec<Step> {
+    let drain = &config.mode(to).drain;
+    let vllm = config
+        .vllm_units()
+        .into_iter()
+        .filter(|u| !config.vllm_runs_in(u, to))
+        .filter(|u| from.is_none_or(|f| config.vllm_runs_in(u, f)))
+        .map(|unit| Step::DrainVllm {
+            unit,
+            timeout_secs: drain.vllm_timeout_secs,
+        });
+    let leaving_compute = to != Mode::Compute && from.is_none_or(|f| f == Mode::Compute);
+    let jobs = (leaving_compute && drain.jobs != JobPolicy::Refuse).then(|| Step::DrainJobs {
+        unit: config.guard_settings.ai_slice.slice.clone(),
+        policy: drain.clone(),
+    });
+    vllm.chain(jobs).collect()
+}
+
+/// The ordered steps that take the machine from `from` to `to`: drains
+/// first, then the budgets of `to`, then the unit moves.
 pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
     use Mode as M;
     use ObservedMode as O;
@@ -164,7 +240,12 @@ pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
     let steps = if moves.is_empty() {
         moves
     } else {
-        [budgets(config, to), moves].concat()
+        [
+            drains(config, from.as_mode(), to),
+            budgets(config, to),
+            moves,
+        ]
+        .concat()
     };
     Plan { from, to, steps }
 }
@@ -177,7 +258,12 @@ mod tests {
     fn words(p: &Plan) -> Vec<String> {
         p.steps
             .iter()
-            .filter(|s| !matches!(s, Step::SetBudget { .. }))
+            .filter(|s| {
+                !matches!(
+                    s,
+                    Step::SetBudget { .. } | Step::DrainVllm { .. } | Step::DrainJobs { .. }
+                )
+            })
             .map(|s| format!("{} {}", s.action(), s.unit()))
             .collect()
     }
@@ -201,9 +287,80 @@ mod tests {
                 "stop desktop.target",
                 "stop graphical.target",
                 "stop display-manager.service",
+                "check gpu_display_released",
                 "start compute.target"
             ]
         );
+    }
+
+    #[test]
+    fn leaving_compute_drains_vllm_then_the_jobs_before_anything_stops() {
+        for to in [Mode::Desktop, Mode::StudioLocal] {
+            let p = run(Mode::Compute, to);
+            assert!(matches!(&p.steps[0], Step::DrainVllm { unit, .. } if unit == "vllm.service"));
+            assert!(matches!(&p.steps[1], Step::DrainJobs { unit, .. } if unit == "ai.slice"));
+            assert!(matches!(p.steps[2], Step::SetBudget { .. }));
+        }
+        for from in [Mode::Desktop, Mode::StudioLocal] {
+            let p = run(from, Mode::Compute);
+            assert!(!p
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::DrainVllm { .. } | Step::DrainJobs { .. })));
+        }
+    }
+
+    #[test]
+    fn switching_vllm_profile_drains_the_old_one_then_starts_the_new_one() {
+        let text = r#"{"version": 1,
+            "guard_settings": {"gpu": {"display_gpu": "0000:01:00.0"}},
+            "vllm_profiles": {"gpus": ["0000:01:00.0", "0000:41:00.0"], "desktop": {"enabled": true}}}"#;
+        let c = crate::config::parse(text, std::path::Path::new("c.json")).unwrap();
+        let p = plan(ObservedMode::Desktop, Mode::Compute, &c);
+        let drained: Vec<&str> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::DrainVllm { unit, .. } => Some(unit.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(drained, ["vllm@desktop.service"]);
+        let w = words(&p);
+        let stop_old = w
+            .iter()
+            .position(|s| s == "stop vllm@desktop.service")
+            .unwrap();
+        let start_new = w
+            .iter()
+            .position(|s| s == "start vllm@compute.service")
+            .unwrap();
+        assert!(stop_old < start_new, "{w:?}");
+        let back = plan(ObservedMode::Compute, Mode::Desktop, &c);
+        assert!(
+            matches!(&back.steps[0], Step::DrainVllm { unit, .. } if unit == "vllm@compute.service")
+        );
+        assert!(words(&back).contains(&"start vllm@desktop.service".to_string()));
+    }
+
+    #[test]
+    fn with_the_refuse_policy_no_job_is_touched() {
+        let mut c = defaults();
+        c.modes.desktop.drain.jobs = JobPolicy::Refuse;
+        let p = plan(ObservedMode::Compute, Mode::Desktop, &c);
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::DrainJobs { .. })));
+        assert!(p.steps.iter().any(|s| matches!(s, Step::DrainVllm { .. })));
+    }
+
+    #[test]
+    fn the_gpu_release_check_follows_the_configuration() {
+        let mut c = defaults();
+        c.modes
+            .compute
+            .guards
+            .insert("gpu_display_released".into(), GuardSeverity::Off);
+        let p = plan(ObservedMode::Desktop, Mode::Compute, &c);
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::Check { .. })));
     }
 
     #[test]

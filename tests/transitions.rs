@@ -107,6 +107,12 @@ fn desktop_to_compute_and_back_converges_and_records_per_contract() {
     assert_eq!(s["current"], "compute");
     assert_eq!(s["last_transition"]["id"], id);
     assert_eq!(s["capability_placement"]["studio"], "local");
+    assert_eq!(
+        s["budgets"]["ai.slice"]["CPUWeight"], 1000,
+        "read back live: {}",
+        s["budgets"]
+    );
+    assert_eq!(s["budgets"]["interactive.slice"]["CPUWeight"], 100);
 
     let r = c.mode("request desktop");
     assert_eq!(r.code, 0, "{r:?}");
@@ -209,6 +215,8 @@ fn compute_to_studio_goes_through_desktop() {
     assert_eq!(
         steps,
         [
+            "drain-vllm vllm.service",
+            "drain-jobs ai.slice",
             "stop compute.target",
             "start desktop.target",
             "start graphical.target",

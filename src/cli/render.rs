@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
-use mode_guards::{GuardResult, Outcome};
+use mode_guards::{advice, GuardResult, Outcome};
 
-use crate::controller::{advice, DryRun, Status};
+use crate::controller::{DryRun, Status};
 use crate::mode::Mode;
 use crate::observe::Observation;
 use crate::state::{TransitionOutcome, TransitionRecord};
@@ -55,11 +55,22 @@ pub fn status(s: &Status) -> String {
     }
     let placement: Vec<String> = s
         .capability_placement
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| match v.as_str() {
+                    Some(text) => format!("{k}={text}"),
+                    None => format!("{k}={v}"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let _ = writeln!(out, "placement:  {}", placement.join(" "));
     let _ = writeln!(out, "units:      {}", units_line(&s.observed));
+    for (slice, budget) in &s.budgets {
+        let text = serde_json::to_string(budget).unwrap_or_default();
+        let _ = writeln!(out, "budget:     {slice} {text}");
+    }
     for p in &s.problems {
         let _ = writeln!(out, "problem:    {p}");
     }
@@ -104,6 +115,21 @@ pub fn transition(t: &TransitionRecord, state_dir: &std::path::Path) -> (String,
             s.unit,
             s.duration_ms
         );
+        if let Some(n) = &s.note {
+            let _ = writeln!(out, "         {n}");
+        }
+        for j in &s.jobs {
+            let outcome = serde_json::to_value(j.outcome).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "         job {} (pids {:?}, {}): {} after {} ms",
+                j.unit,
+                j.pids,
+                j.command,
+                outcome.as_str().unwrap_or("?"),
+                j.duration_ms
+            );
+        }
         for w in &s.warnings {
             let _ = writeln!(
                 out,

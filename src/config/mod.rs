@@ -4,6 +4,8 @@
 //! Configuration is read-only input; nothing here writes it.
 
 mod budget;
+mod drain;
+mod vllm;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,24 +13,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
+pub use drain::{Drain, JobPolicy};
+pub use vllm::{VllmPlacement, VllmProfiles};
+
+use mode_guards::{GuardSettings, BUILTIN_GUARDS};
 
 use crate::mode::Mode;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mode-controller/config.json";
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// Names of the guards built into the controller.
-pub const BUILTIN_GUARDS: [&str; 9] = [
-    "graphical_session_absent",
-    "gpu_display_released",
-    "audio_idle",
-    "memory_headroom",
-    "cpu_load_safe",
-    "user_jobs_safe",
-    "vllm_drainable",
-    "target_reachable",
-    "studio_capability_local",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -75,6 +68,10 @@ pub struct ModeConfig {
     /// Resource budgets applied to slices when this mode is entered.
     #[serde(default)]
     pub slices: BTreeMap<String, SliceBudget>,
+    /// How vLLM and the user jobs are drained when this mode is entered
+    /// from compute.
+    #[serde(default)]
+    pub drain: Drain,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +106,12 @@ pub struct Config {
     /// The audit log of completed transitions (one JSON object a line).
     pub audit_log: PathBuf,
     pub timeouts: Timeouts,
+    /// Thresholds, the display GPU, allow-lists, the vLLM endpoint and the
+    /// external guards (see docs/guards.md).
+    pub guard_settings: GuardSettings,
+    /// vLLM profiles and GPU placement; `null` (the default) leaves vLLM a
+    /// plain workload of compute (`guard_settings.vllm.unit`).
+    pub vllm_profiles: Option<VllmProfiles>,
 }
 
 impl Config {
@@ -141,6 +144,84 @@ impl Config {
             }
         }
         units
+    }
+
+    /// The enabled vLLM profiles with their GPUs.
+    pub fn vllm_placements(&self) -> Vec<(&'static str, VllmPlacement)> {
+        let display = self.guard_settings.gpu.display_gpu.as_deref();
+        self.vllm_profiles
+            .as_ref()
+            .map(|p| p.placements(display))
+            .unwrap_or_default()
+    }
+
+    /// Whether vLLM unit `unit` runs in `mode`: a profile's unit where the
+    /// mode starts it, or the plain vLLM unit in compute.
+    pub fn vllm_runs_in(&self, unit: &str, mode: Mode) -> bool {
+        match &self.vllm_profiles {
+            Some(_) => self.mode(mode).start.iter().any(|u| u == unit),
+            None => mode == Mode::Compute,
+        }
+    }
+
+    /// Every vLLM unit: the profiles' units, or the plain one.
+    pub fn vllm_units(&self) -> Vec<String> {
+        match &self.vllm_profiles {
+            Some(_) => self
+                .vllm_placements()
+                .into_iter()
+                .map(|(_, p)| p.unit)
+                .collect(),
+            None => vec![self.guard_settings.vllm.unit.clone()],
+        }
+    }
+
+    /// `capability-placement.json`: where each capability runs, and with
+    /// vLLM profiles which GPUs each profile gets.
+    pub fn placement_document(&self) -> serde_json::Value {
+        let mut doc = serde_json::Map::new();
+        for (k, v) in &self.capability_placement {
+            doc.insert(k.clone(), serde_json::Value::String(v.clone()));
+        }
+        let placements = self.vllm_placements();
+        if !placements.is_empty() {
+            let gpus: serde_json::Map<String, serde_json::Value> = placements
+                .into_iter()
+                .map(|(_, p)| (p.unit.clone(), serde_json::json!(p.gpus)))
+                .collect();
+            doc.insert("gpus".into(), serde_json::Value::Object(gpus));
+        }
+        serde_json::Value::Object(doc)
+    }
+
+    /// With vLLM profiles, each profile's unit joins the start list of the
+    /// modes it runs in and the stop list of the others.
+    fn with_vllm_profile_units(mut self) -> Self {
+        let placements = self.vllm_placements();
+        let add = |list: &mut Vec<String>, unit: &str| {
+            if !list.iter().any(|u| u == unit) {
+                list.push(unit.to_string());
+            }
+        };
+        for (profile, p) in &placements {
+            for mode in Mode::ALL {
+                let runs_here = matches!(
+                    (*profile, mode),
+                    ("compute", Mode::Compute) | ("desktop", Mode::Desktop)
+                );
+                let m = match mode {
+                    Mode::Desktop => &mut self.modes.desktop,
+                    Mode::StudioLocal => &mut self.modes.studio_local,
+                    Mode::Compute => &mut self.modes.compute,
+                };
+                if runs_here {
+                    add(&mut m.start, &p.unit);
+                } else {
+                    add(&mut m.stop, &p.unit);
+                }
+            }
+        }
+        self
     }
 
     /// Every slice that some mode budgets.
@@ -215,6 +296,7 @@ pub fn defaults() -> Config {
                     budget(100, 100, None),
                     budget(100, 100, None),
                 ),
+                drain: Drain::default(),
             },
             studio_local: ModeConfig {
                 target: "desktop.target".into(),
@@ -232,6 +314,7 @@ pub fn defaults() -> Config {
                     budget(10, 10, Some(100)),
                     budget(50, 50, None),
                 ),
+                drain: Drain::default(),
             },
             compute: ModeConfig {
                 target: "compute.target".into(),
@@ -255,6 +338,7 @@ pub fn defaults() -> Config {
                     budget(1000, 1000, None),
                     budget(200, 200, None),
                 ),
+                drain: Drain::default(),
             },
         },
         keep_running: units(&["k3s.service"]),
@@ -267,6 +351,8 @@ pub fn defaults() -> Config {
             job_secs: 120,
             request_secs: 900,
         },
+        guard_settings: GuardSettings::default(),
+        vllm_profiles: None,
     }
 }
 
@@ -311,6 +397,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     let mut merged = serde_json::to_value(defaults())
         .map_err(|e| invalid("(defaults)".into(), e.to_string()))?;
+    // An opt-in section given as an object merges over its own defaults.
+    if user
+        .get("vllm_profiles")
+        .is_some_and(serde_json::Value::is_object)
+    {
+        merged["vllm_profiles"] = serde_json::to_value(VllmProfiles::default())
+            .map_err(|e| invalid("(defaults)".into(), e.to_string()))?;
+    }
     merge(&mut merged, user);
     let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
         let field = e.path().to_string();
@@ -324,7 +418,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         )
     })?;
     validate(&config).map_err(|(field, message)| invalid(field, message))?;
-    Ok(config)
+    Ok(config.with_vllm_profile_units())
 }
 
 fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
@@ -400,11 +494,20 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
                 ));
             }
         }
+        let externals: Vec<&str> = c
+            .guard_settings
+            .external
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
         for name in m.guards.keys() {
-            if !BUILTIN_GUARDS.contains(&name.as_str()) {
+            if !BUILTIN_GUARDS.contains(&name.as_str()) && !externals.contains(&name.as_str()) {
                 return Err((
                     format!("{at}.guards.{name}"),
-                    format!("unknown guard; known guards: {}", BUILTIN_GUARDS.join(", ")),
+                    format!(
+                        "unknown guard; known guards: {} (external guards are declared in guard_settings.external)",
+                        BUILTIN_GUARDS.join(", ")
+                    ),
                 ));
             }
         }
@@ -420,6 +523,14 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
     }
     for (i, u) in c.keep_running.iter().enumerate() {
         check_unit(&format!("keep_running[{i}]"), u)?;
+    }
+    if let Some(profiles) = &c.vllm_profiles {
+        profiles.validate(c.guard_settings.gpu.display_gpu.as_deref())?;
+    }
+    if let Err(errors) = c.guard_settings.validate() {
+        if let Some(e) = errors.into_iter().next() {
+            return Err((format!("guard_settings.{}", e.field), e.message));
+        }
     }
     if !c.audit_log.is_absolute() {
         return Err(("audit_log".into(), "must be an absolute path".into()));

@@ -2,124 +2,17 @@
 //! (aborting at the first failed step), verify by observing again, roll back
 //! on failure, and record everything: state files and the audit log.
 
-use std::time::Duration;
-
 use tracing::{info, warn};
 
 use crate::clock::{transition_id, Stamp};
-use crate::config::SliceBudget;
 use crate::mode::{Mode, ObservedMode};
 use crate::plan::{plan, Step};
-use crate::state::{
-    append_audit, RollbackRecord, StepOutcome, StepRecord, TransitionOutcome, TransitionRecord,
-};
-use crate::systemd::{Bus, JobKind};
+use crate::state::{append_audit, RollbackRecord, StepRecord, TransitionOutcome, TransitionRecord};
+use crate::systemd::Bus;
 
 use super::evaluate::evaluate;
+use super::steps::execute;
 use super::{Context, Error};
-
-/// Run one step. `Err` carries the sentence for the record; `Ok` carries
-/// warnings (companions that failed but are not part of the mode).
-async fn run_step(ctx: &Context, bus: &Bus, step: &Step, to: Mode) -> Result<Vec<String>, String> {
-    let timeout = Duration::from_secs(ctx.config.timeouts.job_secs);
-    let (unit, kind) = match step {
-        Step::Stop { unit } => (unit, JobKind::Stop),
-        Step::Start { unit } => (unit, JobKind::Start),
-        Step::SetBudget { unit, budget } => {
-            return set_budget(bus, unit, budget).await.map(|()| vec![])
-        }
-    };
-    let job = bus
-        .run_job(unit, kind, timeout)
-        .await
-        .map_err(|e| e.to_string())?;
-    if job.result != "done" {
-        return Err(format!("the {} job ended '{}'", kind.word(), job.result));
-    }
-    if job.failed_companions.is_empty() {
-        return Ok(vec![]);
-    }
-    // A companion that fails matters when it belongs to the mode: a unit the
-    // configuration names, or one the mode's target wants (its workloads).
-    // Others (say systemd-update-utmp-runlevel, which graphical.target pulls
-    // in) are recorded as warnings.
-    let target = &ctx.config.mode(to).target;
-    let mut ours = ctx.config.managed_units();
-    ours.extend(
-        bus.unit_dependencies(target)
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    let fatal = job.failed_among(&ours);
-    if fatal.is_empty() {
-        Ok(job.failed_besides(&ours))
-    } else {
-        Err(fatal.join("; "))
-    }
-}
-
-async fn set_budget(bus: &Bus, unit: &str, budget: &SliceBudget) -> Result<(), String> {
-    bus.set_slice_budget(unit, budget)
-        .await
-        .map_err(|e| e.to_string())?;
-    let read = bus.slice_budget(unit).await.map_err(|e| e.to_string())?;
-    if &read == budget {
-        Ok(())
-    } else {
-        Err(format!(
-            "{unit} reads back {} instead of {}",
-            serde_json::to_string(&read).unwrap_or_default(),
-            serde_json::to_string(budget).unwrap_or_default()
-        ))
-    }
-}
-
-/// Execute steps in order, stopping at the first failure.
-async fn execute(
-    ctx: &Context,
-    bus: &Bus,
-    steps: &[Step],
-    to: Mode,
-) -> (Vec<StepRecord>, Option<String>) {
-    let mut done = Vec::with_capacity(steps.len());
-    for step in steps {
-        let t0 = Stamp::now();
-        let result = run_step(ctx, bus, step, to).await;
-        let failed = result
-            .as_ref()
-            .err()
-            .map(|e| format!("{} {}: {e}", step.action(), step.unit()));
-        info!(
-            action = step.action(),
-            unit = step.unit(),
-            ok = failed.is_none(),
-            "{} {}: {}",
-            step.action(),
-            step.unit(),
-            failed.as_deref().unwrap_or("done")
-        );
-        let (error, warnings) = match result {
-            Ok(w) => (None, w),
-            Err(e) => (Some(e), vec![]),
-        };
-        done.push(StepRecord {
-            action: step.action().to_string(),
-            unit: step.unit().to_string(),
-            outcome: if failed.is_some() {
-                StepOutcome::Failed
-            } else {
-                StepOutcome::Done
-            },
-            duration_ms: Stamp::now().millis_since(t0),
-            error,
-            warnings,
-        });
-        if failed.is_some() {
-            return (done, failed);
-        }
-    }
-    (done, None)
-}
 
 /// Execute a plan into `to` and check the machine really is there.
 async fn converge(
@@ -176,7 +69,7 @@ pub async fn apply(
     info!(transition = %id, to = %to, requested_by = %requested_by, "transition {id} to {to} started");
 
     ctx.state.set_desired(to)?;
-    ctx.state.set_placement(&ctx.config.capability_placement)?;
+    write_placement(ctx)?;
     let recorded = ctx.state.current().unwrap_or_else(|e| {
         warn!("{e}; it will be rewritten");
         None
@@ -229,6 +122,20 @@ pub async fn apply(
         }
     };
     finish(ctx, record, current, started)
+}
+
+/// `capability-placement.json` and, with vLLM profiles, each profile's
+/// environment file (`vllm-PROFILE.env`: its GPUs and memory share), all
+/// generated from the configuration before anything starts.
+fn write_placement(ctx: &Context) -> Result<(), Error> {
+    ctx.state.set_placement(&ctx.config.placement_document())?;
+    for (profile, placement) in ctx.config.vllm_placements() {
+        ctx.state.write_atomic(
+            &format!("vllm-{profile}.env"),
+            placement.env_file().as_bytes(),
+        )?;
+    }
+    Ok(())
 }
 
 /// After a failure, go back to the mode the machine was in; the returned

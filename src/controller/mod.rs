@@ -4,9 +4,12 @@
 //! CLI maps to exit codes.
 
 mod apply;
+mod boot;
+mod drain;
 mod evaluate;
 mod query;
 mod request;
+mod steps;
 
 use crate::config::{Config, ConfigError};
 use crate::mode::ObservedMode;
@@ -15,9 +18,9 @@ use crate::state::{LockHolder, StateDir, StateError};
 use crate::systemd::{Bus, SystemdError};
 
 pub use apply::{apply, reconcile};
-pub use evaluate::advice;
+pub use boot::{boot, boot_mode, BootOutcome};
 pub use query::{desired_mode, dry_run, status, DryRun, Status};
-pub use request::{request, RequestOutcome};
+pub use request::{request, request_as, RequestOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

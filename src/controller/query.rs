@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use futures_util::future::join_all;
 use serde::Serialize;
 
 use mode_guards::{GuardReport, GuardResult};
 
+use crate::config::SliceBudget;
 use crate::mode::{Mode, ObservedMode};
 use crate::observe::Observation;
 use crate::plan::{plan, Plan};
@@ -28,7 +30,9 @@ pub struct Status {
     pub lock: Option<LockHolder>,
     pub last_transition: Option<TransitionRecord>,
     pub blocking_guards: Vec<GuardResult>,
-    pub capability_placement: BTreeMap<String, String>,
+    pub capability_placement: serde_json::Value,
+    /// The budget each slice has now, read back from systemd.
+    pub budgets: BTreeMap<String, SliceBudget>,
     /// State files that could not be read, each naming the file.
     pub problems: Vec<String>,
 }
@@ -69,7 +73,13 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
         .map(|r: GuardReport| r.blockers().cloned().collect())
         .unwrap_or_default();
     let capability_placement = keep(&mut problems, ctx.state.placement())
-        .unwrap_or_else(|| ctx.config.capability_placement.clone());
+        .unwrap_or_else(|| ctx.config.placement_document());
+    let slices = ctx.config.budgeted_slices();
+    let read = join_all(slices.iter().map(|s| bus.slice_budget(s))).await;
+    let mut budgets = BTreeMap::new();
+    for (slice, budget) in slices.into_iter().zip(read) {
+        budgets.insert(slice, budget?);
+    }
     Ok(Status {
         observed,
         desired,
@@ -79,6 +89,7 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
         last_transition,
         blocking_guards,
         capability_placement,
+        budgets,
         problems,
     })
 }

@@ -1,12 +1,12 @@
 //! The state directory (`/run/mode-controller`) and the audit log: every file
 //! of the contract, written atomically (temporary file in the same directory,
 //! fsync, rename, fsync of the directory), read with errors that name the
-//! file, never a panic on corrupt content.
+//! file, never a panic on corrupt content. The desired mode is also kept in a
+//! persistent directory (`/var/lib/mode-controller`) for the boot policy.
 
 mod lock;
 mod record;
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -17,7 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use lock::{LockHolder, TransitionLock};
-pub use record::{RollbackRecord, StepOutcome, StepRecord, TransitionOutcome, TransitionRecord};
+pub use record::{
+    JobOutcome, JobRecord, RollbackRecord, StepOutcome, StepRecord, TransitionOutcome,
+    TransitionRecord,
+};
 
 use crate::mode::{Mode, ObservedMode};
 
@@ -41,6 +44,8 @@ pub enum StateError {
 pub struct StateDir {
     root: PathBuf,
     proc_locks: PathBuf,
+    /// Where the desired mode is also kept across reboots (`boot_mode` "last").
+    persistent: Option<PathBuf>,
 }
 
 impl StateDir {
@@ -48,7 +53,20 @@ impl StateDir {
         Self {
             root: root.into(),
             proc_locks: lock::default_proc_locks(),
+            persistent: None,
         }
+    }
+
+    /// Also keep the desired mode in `dir` (written whenever `desired` is),
+    /// so that it survives a reboot.
+    pub fn keeping_desired_in(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.persistent = Some(dir.into());
+        self
+    }
+
+    /// The persistent directory, when there is one.
+    pub fn persistent_dir(&self) -> Option<&Path> {
+        self.persistent.as_deref()
     }
 
     pub fn root(&self) -> &Path {
@@ -117,25 +135,7 @@ impl StateDir {
 
     /// Write `contents` to `name` atomically, mode 0644.
     pub fn write_atomic(&self, name: &str, contents: &[u8]) -> Result<(), StateError> {
-        let path = self.path(name);
-        let tmp = self.path(&format!(".{name}.tmp.{}", std::process::id()));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&tmp)?;
-            f.set_permissions(fs::Permissions::from_mode(0o644))?;
-            f.write_all(contents)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&self.root)?.sync_all()
-        })();
-        result.map_err(|source| {
-            let _ = fs::remove_file(&tmp);
-            self.io(&path, source)
-        })
+        write_atomic_in(&self.root, name, contents)
     }
 
     fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
@@ -151,7 +151,36 @@ impl StateDir {
         self.read_word("desired")
     }
     pub fn set_desired(&self, mode: Mode) -> Result<(), StateError> {
-        self.write_atomic("desired", format!("{mode}\n").as_bytes())
+        let line = format!("{mode}\n");
+        self.write_atomic("desired", line.as_bytes())?;
+        match &self.persistent {
+            Some(dir) => {
+                fs::create_dir_all(dir).map_err(|source| self.io(dir, source))?;
+                write_atomic_in(dir, "desired", line.as_bytes())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The desired mode kept across reboots; `None` when none was kept (or
+    /// there is no persistent directory).
+    pub fn kept_desired(&self) -> Result<Option<Mode>, StateError> {
+        let Some(dir) = &self.persistent else {
+            return Ok(None);
+        };
+        let path = dir.join("desired");
+        match fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|e: crate::mode::UnknownMode| StateError::Corrupt {
+                    file: path,
+                    detail: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(self.io(&path, source)),
+        }
     }
 
     pub fn current(&self) -> Result<Option<ObservedMode>, StateError> {
@@ -175,10 +204,10 @@ impl StateDir {
         self.write_json("last-guards.json", report)
     }
 
-    pub fn placement(&self) -> Result<Option<BTreeMap<String, String>>, StateError> {
+    pub fn placement(&self) -> Result<Option<serde_json::Value>, StateError> {
         self.read_json("capability-placement.json")
     }
-    pub fn set_placement(&self, placement: &BTreeMap<String, String>) -> Result<(), StateError> {
+    pub fn set_placement(&self, placement: &serde_json::Value) -> Result<(), StateError> {
         self.write_json("capability-placement.json", placement)
     }
 
@@ -201,6 +230,24 @@ impl StateDir {
         self.write_atomic("requested-by", format!("{mode} {by}\n").as_bytes())
     }
 
+    /// Since when (milliseconds since the epoch) `mode idle-check` has seen
+    /// the desktop with no graphical session at all.
+    pub fn unattended_since(&self) -> Result<Option<u64>, StateError> {
+        self.read_word("unattended-since")
+    }
+    /// Record (`Some`) or forget (`None`) when the desktop became unattended.
+    pub fn set_unattended_since(&self, millis: Option<u64>) -> Result<(), StateError> {
+        match millis {
+            Some(ms) => self.write_atomic("unattended-since", format!("{ms}\n").as_bytes()),
+            None => match fs::remove_file(self.path("unattended-since")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(self.io(&self.path("unattended-since"), e))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
     /// Take the transition lock (busy -> `StateError::Busy` naming the holder).
     pub fn lock(&self, transition_id: &str) -> Result<TransitionLock, StateError> {
         lock::acquire(&self.path("lock"), transition_id)
@@ -210,6 +257,30 @@ impl StateDir {
     pub fn lock_holder(&self) -> Option<LockHolder> {
         lock::holder(&self.path("lock"), &self.proc_locks)
     }
+}
+
+/// Write `contents` to `dir/name` atomically, mode 0644: a temporary file in
+/// the same directory, fsync, rename, fsync of the directory.
+fn write_atomic_in(dir: &Path, name: &str, contents: &[u8]) -> Result<(), StateError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(0o644))?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()
+    })();
+    result.map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        StateError::Io { file: path, source }
+    })
 }
 
 /// Append one completed transition to the audit log as a single line.
@@ -279,6 +350,27 @@ mod tests {
         assert!(e.contains("last-transition.json is corrupt"), "{e}");
         fs::write(s.path("current"), [0xff, 0xfe]).unwrap();
         assert!(s.current().unwrap_err().to_string().contains("not UTF-8"));
+    }
+
+    #[test]
+    fn desired_is_kept_in_the_persistent_dir_whenever_it_is_written() {
+        let (t, s) = dir();
+        assert_eq!(s.kept_desired().unwrap(), None, "no persistent dir");
+        let s = s.keeping_desired_in(t.path().join("var/lib/mode-controller"));
+        assert_eq!(s.kept_desired().unwrap(), None, "nothing kept yet");
+        s.set_desired(Mode::Compute).unwrap();
+        assert_eq!(s.kept_desired().unwrap(), Some(Mode::Compute));
+        let kept = t.path().join("var/lib/mode-controller/desired");
+        assert_eq!(fs::read_to_string(&kept).unwrap(), "compute\n");
+        assert_eq!(fs::metadata(&kept).unwrap().mode() & 0o777, 0o644);
+        s.set_desired(Mode::StudioLocal).unwrap();
+        assert_eq!(s.kept_desired().unwrap(), Some(Mode::StudioLocal));
+        fs::write(&kept, "gaming\n").unwrap();
+        let e = s.kept_desired().unwrap_err().to_string();
+        assert!(
+            e.contains("desired is corrupt") && e.contains("gaming"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -53,6 +53,38 @@ pub struct StepRecord {
     /// Units pulled in by the step that failed without belonging to the mode.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What a drain step found and did (vLLM's queue, the drain timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Every user job a drain step affected, with what happened to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<JobRecord>,
+}
+
+/// What happened to one user job when the machine left compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobOutcome {
+    /// It exited on the checkpoint signal within the grace period.
+    Checkpointed,
+    /// It did not exit in time and its unit was stopped (SIGTERM).
+    Stopped,
+    /// It ignored SIGTERM too and was killed after its stop timeout.
+    Killed,
+    /// It ended by itself while the controller waited.
+    Ended,
+    /// It still runs: the transition did not go ahead.
+    LeftRunning,
+}
+
+/// One user job in `ai.slice` and what the drain did to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub unit: String,
+    pub pids: Vec<u32>,
+    pub command: String,
+    pub outcome: JobOutcome,
+    pub duration_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

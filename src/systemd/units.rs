@@ -1,7 +1,7 @@
 //! Unit states in one round trip (`ListUnitsByNames`), and the exit status
 //! of a finished service (how `mode request` learns what `mode apply` said).
 
-use mode_guards::UnitState;
+use mode_guards::{SliceProcess, SliceUnit, UnitState};
 use zbus_systemd::systemd1::{ServiceProxy, UnitProxy};
 
 use super::{Bus, SystemdError};
@@ -62,5 +62,63 @@ impl Bus {
         deps.extend(proxy.requires().await.map_err(|e| call("Requires", e))?);
         deps.extend(proxy.binds_to().await.map_err(|e| call("BindsTo", e))?);
         Ok(deps)
+    }
+
+    /// The units running inside `slice`, each with its processes, from one
+    /// `GetUnitProcesses` call on the slice (its whole cgroup subtree).
+    pub async fn slice_units(&self, slice: &str) -> Result<Vec<SliceUnit>, SystemdError> {
+        let processes = match self.manager.get_unit_processes(slice.to_string()).await {
+            Ok(p) => p,
+            // An inactive slice has no cgroup, and so no processes.
+            Err(zbus::Error::MethodError(name, _, _)) if name.as_str().ends_with("NoSuchUnit") => {
+                vec![]
+            }
+            Err(e) => return Err(SystemdError::call(format!("GetUnitProcesses {slice}"), e)),
+        };
+        let mut units: Vec<SliceUnit> = Vec::new();
+        for (cgroup, pid, command) in processes {
+            let unit = cgroup
+                .rsplit('/')
+                .find(|part| !part.is_empty() && part.contains('.'))
+                .unwrap_or(slice)
+                .to_string();
+            let process = SliceProcess { pid, command };
+            match units.iter_mut().find(|u| u.unit == unit) {
+                Some(u) => u.processes.push(process),
+                None => units.push(SliceUnit {
+                    unit,
+                    processes: vec![process],
+                }),
+            }
+        }
+        Ok(units)
+    }
+
+    /// Send `signal` to the main process of `unit` (systemd delivers it).
+    pub async fn signal_main(&self, unit: &str, signal: i32) -> Result<(), SystemdError> {
+        self.manager
+            .kill_unit(unit.to_string(), "main".into(), signal)
+            .await
+            .map_err(|e| SystemdError::call(format!("KillUnit {unit}"), e))
+    }
+
+    /// How long systemd lets `unit` stop before it sends SIGKILL.
+    pub async fn stop_timeout(&self, unit: &str) -> Result<std::time::Duration, SystemdError> {
+        let path = self
+            .manager
+            .load_unit(unit.to_string())
+            .await
+            .map_err(|e| SystemdError::call(format!("LoadUnit {unit}"), e))?;
+        let service = ServiceProxy::builder(&self.conn)
+            .path(path)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| SystemdError::call("ServiceProxy", e))?;
+        let usec = service
+            .timeout_stop_u_sec()
+            .await
+            .map_err(|e| SystemdError::call(format!("TimeoutStopUSec of {unit}"), e))?;
+        Ok(std::time::Duration::from_micros(usec))
     }
 }

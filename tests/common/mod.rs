@@ -80,6 +80,14 @@ impl Container {
     /// Boot a container with the shipped units (pkgs/systemd), the stand-in
     /// world (tests/fixtures/units) and the `mode` binary at /usr/bin/mode.
     pub fn boot() -> Container {
+        Self::boot_with(&[], &[])
+    }
+
+    /// Boot with extra nspawn options (say `--bind=HOST:/var/lib/mode-controller`,
+    /// to keep state across containers) and extra arguments for the
+    /// container's systemd, given after the defaults so that a later
+    /// `systemd.unit=` wins.
+    pub fn boot_with(nspawn_args: &[String], init_args: &[String]) -> Container {
         let name = format!(
             "mc{}x{}",
             std::process::id(),
@@ -111,10 +119,16 @@ impl Container {
         ))
         .args(unit_binds(&repo().join("pkgs/systemd")))
         .args(unit_binds(&repo().join("tests/fixtures/units")))
+        .args(nspawn_args)
+        .arg(format!(
+            "--bind-ro={}:/opt/mode-test",
+            repo().join("tests/fixtures/bin").display()
+        ))
         .args([
             "systemd.mask=systemd-firstboot.service",
             "systemd.unit=desktop.target",
         ])
+        .args(init_args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

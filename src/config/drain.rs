@@ -1,0 +1,84 @@
+//! How a mode treats the work running in compute when the machine leaves it:
+//! the vLLM drain timeout and the policy for user jobs in `ai.slice`
+//! (refuse, checkpoint, or wait), per target mode.
+
+use serde::{Deserialize, Serialize};
+
+/// What happens to user jobs in `ai.slice` when the machine leaves compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobPolicy {
+    /// Refuse the transition while jobs run (`user_jobs_safe` becomes hard).
+    Refuse,
+    /// Send the checkpoint signal, wait up to the grace period for the job
+    /// to exit, then stop its unit (SIGTERM, then SIGKILL after its stop timeout).
+    Checkpoint,
+    /// Wait until the jobs end by themselves, up to `wait_secs`.
+    Wait,
+}
+
+/// A signal a job can be sent to checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckpointSignal {
+    #[serde(rename = "SIGTERM")]
+    Term,
+    #[serde(rename = "SIGINT")]
+    Int,
+    #[serde(rename = "SIGUSR1")]
+    Usr1,
+    #[serde(rename = "SIGUSR2")]
+    Usr2,
+    #[serde(rename = "SIGHUP")]
+    Hup,
+}
+
+impl CheckpointSignal {
+    pub fn number(self) -> i32 {
+        match self {
+            CheckpointSignal::Term => 15,
+            CheckpointSignal::Int => 2,
+            CheckpointSignal::Usr1 => 10,
+            CheckpointSignal::Usr2 => 12,
+            CheckpointSignal::Hup => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckpointSignal::Term => "SIGTERM",
+            CheckpointSignal::Int => "SIGINT",
+            CheckpointSignal::Usr1 => "SIGUSR1",
+            CheckpointSignal::Usr2 => "SIGUSR2",
+            CheckpointSignal::Hup => "SIGHUP",
+        }
+    }
+}
+
+/// The drain ladder for entering a mode from compute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drain {
+    /// User jobs in `ai.slice`.
+    pub jobs: JobPolicy,
+    /// The signal `checkpoint` sends (SIGUSR1 for jobs written for Slurm-style requeue).
+    pub checkpoint_signal: CheckpointSignal,
+    /// How long a signalled job may take to checkpoint and exit.
+    pub grace_secs: u64,
+    /// How long `wait` waits for the jobs to end.
+    pub wait_secs: u64,
+    /// How long to wait for vLLM's running and waiting requests to reach 0
+    /// before it is stopped anyway (the timeout is recorded).
+    pub vllm_timeout_secs: u64,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self {
+            jobs: JobPolicy::Checkpoint,
+            checkpoint_signal: CheckpointSignal::Term,
+            grace_secs: 120,
+            wait_secs: 3600,
+            vllm_timeout_secs: 120,
+        }
+    }
+}
