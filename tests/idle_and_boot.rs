@@ -151,6 +151,31 @@ fn idle_check_stays_while_a_user_session_is_active_and_says_why() {
 }
 
 #[test]
+fn an_idle_hint_set_from_inside_the_session_as_the_docs_snippet_does_is_read() {
+    let c = Container::boot();
+    // What docs/operations.md has hypridle run: a process of the session
+    // marks its own session (`session/self`) idle.
+    let r = c.sh("systemd-run --unit=alice -p PAMName=login -p User=nobody \
+         -p Environment=XDG_SESSION_TYPE=wayland -p Environment=XDG_SEAT=seat0 \
+         sh -c 'busctl call org.freedesktop.login1 /org/freedesktop/login1/session/self \
+                org.freedesktop.login1.Session SetIdleHint b true && exec sleep infinity'");
+    assert_eq!(r.code, 0, "{r:?}");
+    let started = Instant::now();
+    let j = loop {
+        let (_, j) = idle_check(&c, "--threshold 1");
+        if j["figures"]["presence"]["kind"] == "idle_sessions"
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(j["figures"]["presence"]["kind"], "idle_sessions", "{j:#}");
+    assert_eq!(j["figures"]["sessions"][0]["idle_hint"], true);
+    assert_eq!(j["decision"], "stay", "an open session still blocks: {j:#}");
+}
+
+#[test]
 fn idle_check_never_promotes_from_studio_local() {
     let c = Container::boot();
     let r = c.mode("request studio-local");
