@@ -231,7 +231,10 @@ let
   # name GPU and audio holders), its state and audit directories, and nothing
   # else. ProtectKernelTunables is left out as there: it adds about 20 ms to
   # every switch (remounting dozens of /proc and /sys paths) to protect paths
-  # the controller never writes.
+  # the controller never writes. PrivateTmp (nothing uses /tmp),
+  # ProtectKernelModules and ProtectKernelLogs (CAP_SYS_MODULE and CAP_SYSLOG
+  # are outside the bounding set already) are left out for the same reason:
+  # about 8 ms of every switch for no protection gained.
   controllerServiceConfig = {
     Type = "oneshot";
     TimeoutStartSec = "30min";
@@ -244,11 +247,8 @@ let
     NoNewPrivileges = true;
     ProtectSystem = "strict";
     ProtectHome = true;
-    PrivateTmp = true;
     # NVML opens /dev/nvidia*; the holder scan reads device links in /proc.
     PrivateDevices = false;
-    ProtectKernelModules = true;
-    ProtectKernelLogs = true;
     ProtectControlGroups = true;
     ProtectClock = true;
     ProtectHostname = true;

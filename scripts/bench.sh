@@ -26,19 +26,25 @@ mode status --json >/dev/null   # warm the page cache
 status_mode=$(series "$runs" mode status --json)
 status_raw=$(series "$runs" systemctl is-active $units)
 
-: > /tmp/req_c; : > /tmp/req_d; : > /tmp/raw_c; : > /tmp/raw_d
+: > /tmp/req_c; : > /tmp/req_d; : > /tmp/raw_c; : > /tmp/raw_d; : > /tmp/app_c; : > /tmp/app_d; : > /tmp/unit
 for _ in $(seq "$rounds"); do
   us mode request compute >> /tmp/req_c
   us mode request desktop >> /tmp/req_d
+  us mode apply compute >> /tmp/app_c
+  us mode apply desktop >> /tmp/app_d
   us systemctl start compute.target >> /tmp/raw_c
   us systemctl start desktop.target >> /tmp/raw_d
+  us systemctl start mode-controller@desktop.service >> /tmp/unit
 done
 rc=$(median < /tmp/req_c) rd=$(median < /tmp/req_d) sc=$(median < /tmp/raw_c) sd=$(median < /tmp/raw_d)
+ac=$(median < /tmp/app_c) ad=$(median < /tmp/app_d) un=$(median < /tmp/unit)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a/b}'; }
 diff() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.1f ms", a-b}'; }
 echo "| measurement | mode (median) | raw systemd (median) | ratio | overhead |"
 echo "| --- | --- | --- | --- | --- |"
 echo "| status of 7 managed units ($runs runs) | \`mode status --json\` $status_mode ms | \`systemctl is-active\` $status_raw ms | $(ratio "$status_mode" "$status_raw") | $(diff "$status_mode" "$status_raw") |"
 echo "| switch desktop -> compute ($rounds rounds) | \`mode request compute\` $rc ms | \`systemctl start compute.target\` $sc ms | $(ratio "$rc" "$sc") | $(diff "$rc" "$sc") |"
-echo "| switch compute -> desktop ($rounds rounds) | \`mode request desktop\` $rd ms | \`systemctl start desktop.target\` $rd ms | $(ratio "$rd" "$sd") | $(diff "$rd" "$sd") |"
+echo "| switch compute -> desktop ($rounds rounds) | \`mode request desktop\` $rd ms | \`systemctl start desktop.target\` $sd ms | $(ratio "$rd" "$sd") | $(diff "$rd" "$sd") |"
+echo "| the same switches in-process, without the unit | \`mode apply compute\` $ac ms, \`mode apply desktop\` $ad ms | $sc ms, $sd ms | $(ratio "$ac" "$sc"), $(ratio "$ad" "$sd") | $(diff "$ac" "$sc"), $(diff "$ad" "$sd") |"
+echo "| starting the hardened oneshot for a no-op | \`systemctl start mode-controller@desktop.service\` $un ms | | | |"
 INSIDE
