@@ -66,3 +66,25 @@ impl Bus {
         })
     }
 }
+
+impl Bus {
+    /// An uncached proxy of type `P` on the object of `unit` (loaded if it
+    /// is not): one `LoadUnit` call, then whatever the caller asks.
+    async fn unit_proxy<P>(&self, unit: &str) -> Result<P, SystemdError>
+    where
+        P: From<zbus::Proxy<'static>> + zbus::proxy::Defaults,
+    {
+        let path = self
+            .manager
+            .load_unit(unit.to_string())
+            .await
+            .map_err(|e| SystemdError::call(format!("LoadUnit {unit}"), e))?;
+        zbus::proxy::Builder::<P>::new(&self.conn)
+            .destination("org.freedesktop.systemd1")
+            .path(path)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| SystemdError::call(format!("proxy for {unit}"), e))
+    }
+}

@@ -84,18 +84,7 @@ impl Bus {
 
     /// Read back the budgeted properties of `slice`.
     pub async fn slice_budget(&self, slice: &str) -> Result<SliceBudget, SystemdError> {
-        let path = self
-            .manager
-            .load_unit(slice.to_string())
-            .await
-            .map_err(|e| SystemdError::call(format!("LoadUnit {slice}"), e))?;
-        let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
-            .destination("org.freedesktop.systemd1")
-            .path(path)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .map_err(|e| SystemdError::call("PropertiesProxy", e))?;
+        let props: zbus::fdo::PropertiesProxy = self.unit_proxy(slice).await?;
         let all = props
             .get_all(InterfaceName::from_static_str_unchecked(
                 "org.freedesktop.systemd1.Slice",

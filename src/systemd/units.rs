@@ -27,17 +27,7 @@ impl Bus {
 
     /// `ExecMainStatus` of a service: the exit code of its main process.
     pub async fn service_exit_status(&self, unit: &str) -> Result<i32, SystemdError> {
-        let path = self
-            .manager
-            .load_unit(unit.to_string())
-            .await
-            .map_err(|e| SystemdError::call(format!("LoadUnit {unit}"), e))?;
-        let service = ServiceProxy::builder(&self.conn)
-            .path(path)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .map_err(|e| SystemdError::call("ServiceProxy", e))?;
+        let service: ServiceProxy = self.unit_proxy(unit).await?;
         service
             .exec_main_status()
             .await
@@ -46,17 +36,7 @@ impl Bus {
 
     /// The units `unit` wants, requires or is bound to: its own workloads.
     pub async fn unit_dependencies(&self, unit: &str) -> Result<Vec<String>, SystemdError> {
-        let path = self
-            .manager
-            .load_unit(unit.to_string())
-            .await
-            .map_err(|e| SystemdError::call(format!("LoadUnit {unit}"), e))?;
-        let proxy = UnitProxy::builder(&self.conn)
-            .path(path)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .map_err(|e| SystemdError::call("UnitProxy", e))?;
+        let proxy: UnitProxy = self.unit_proxy(unit).await?;
         let call = |what: &str, e| SystemdError::call(format!("{what} of {unit}"), e);
         let mut deps = proxy.wants().await.map_err(|e| call("Wants", e))?;
         deps.extend(proxy.requires().await.map_err(|e| call("Requires", e))?);
@@ -104,17 +84,7 @@ impl Bus {
 
     /// How long systemd lets `unit` stop before it sends SIGKILL.
     pub async fn stop_timeout(&self, unit: &str) -> Result<std::time::Duration, SystemdError> {
-        let path = self
-            .manager
-            .load_unit(unit.to_string())
-            .await
-            .map_err(|e| SystemdError::call(format!("LoadUnit {unit}"), e))?;
-        let service = ServiceProxy::builder(&self.conn)
-            .path(path)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .map_err(|e| SystemdError::call("ServiceProxy", e))?;
+        let service: ServiceProxy = self.unit_proxy(unit).await?;
         let usec = service
             .timeout_stop_u_sec()
             .await
