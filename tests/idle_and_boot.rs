@@ -113,6 +113,28 @@ fn idle_greeter_past_the_threshold_promotes_to_compute_as_idle() {
 }
 
 #[test]
+fn a_failed_idle_promotion_rolls_back_and_leaves_desktop_desired() {
+    let c = Container::boot();
+    c.write(
+        "/run/systemd/system/vllm.service.d/broken.conf",
+        "[Service]\nExecStartPre=/bin/false\n",
+    );
+    assert_eq!(c.sh("systemctl daemon-reload").code, 0);
+    let greeter = open_session(&c, "greeter", "greeter");
+    set_idle_hint(&c, &greeter, true);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (r, j) = idle_check(&c, "--threshold 1");
+    assert_eq!(r.code, 4, "the request's exit code: {r:?}");
+    assert_eq!(j["acted"], true);
+    assert_eq!(j["transition"]["outcome"], "failed", "{j:#}");
+    assert_eq!(j["transition"]["requested_by"], "idle");
+    assert!(r.stderr.contains("rolled back to desktop"), "{}", r.stderr);
+    assert_eq!(c.mode("current").stdout.trim(), "desktop");
+    assert_eq!(c.read("/run/mode-controller/desired"), "desktop\n");
+    assert_eq!(c.read("/var/lib/mode-controller/desired"), "desktop\n");
+}
+
+#[test]
 fn idle_check_stays_while_a_user_session_is_active_and_says_why() {
     let c = Container::boot();
     let session = open_session(&c, "alice", "user");

@@ -213,6 +213,7 @@ pub async fn check(ctx: &Context, bus: &Bus, opts: &Options) -> Result<(IdleChec
         return Ok((out, 0));
     }
     let timeout = Duration::from_secs(ctx.config.timeouts.request_secs);
+    let wished = ctx.state.desired().unwrap_or(None);
     let exit =
         match controller::request_as(ctx, bus, Mode::Compute, REQUESTER, true, timeout).await? {
             RequestOutcome::Finished { record, exit } => {
@@ -222,6 +223,13 @@ pub async fn check(ctx: &Context, bus: &Bus, opts: &Options) -> Result<(IdleChec
             RequestOutcome::Queued { .. } => 0,
         };
     out.acted = true;
+    if matches!(exit, 3 | 4) && ctx.state.desired().unwrap_or(None) == Some(Mode::Compute) {
+        // Refused, or failed and rolled back: an automatic wish that did not
+        // come true is not kept (nor replayed at boot); the desired mode
+        // stays what it was.
+        ctx.state
+            .set_desired(wished.unwrap_or(ctx.config.default_mode))?;
+    }
     if exit == 0 {
         // The machine left desktop: the next stay there counts afresh.
         ctx.state.set_unattended_since(None)?;
