@@ -429,3 +429,73 @@ fn boot_mode_last_replays_the_last_desired_mode() {
     c.sh("systemctl restart mode-controller-boot.service");
     assert_eq!(last_transition(&c)["id"], id);
 }
+
+#[test]
+fn boot_mode_last_falls_back_to_the_default_when_the_kept_mode_fails() {
+    let lib = tempfile::tempdir().unwrap();
+    let dropin = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dropin.path().join("last.conf"),
+        "[Service]\nEnvironment=MODE_BOOT_MODE=last\n",
+    )
+    .unwrap();
+    desire_compute(lib.path());
+    // In this boot, compute's workload cannot start.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(
+        broken.path().join("broken.conf"),
+        "[Service]\nExecStartPre=/bin/false\n",
+    )
+    .unwrap();
+    let c = Container::boot_with(
+        &[
+            format!("--bind={}:/var/lib/mode-controller", lib.path().display()),
+            format!(
+                "--bind-ro={}:/etc/systemd/system/mode-controller-boot.service.d",
+                dropin.path().display()
+            ),
+            format!(
+                "--bind-ro={}:/etc/systemd/system/vllm.service.d",
+                broken.path().display()
+            ),
+        ],
+        &[
+            "systemd.unit=multi-user.target".to_string(),
+            "systemd.wants=mode-controller-boot.service".to_string(),
+        ],
+    );
+    assert_eq!(c.mode("current").stdout.trim(), "desktop");
+    let t = last_transition(&c);
+    assert_eq!(
+        (&t["to"], &t["requested_by"]),
+        (&"desktop".into(), &"boot".into()),
+        "{t:#}"
+    );
+    let audit = c.read("/var/lib/mode-controller/transitions.jsonl");
+    let boots: Vec<serde_json::Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|r: &serde_json::Value| r["requested_by"] == "boot")
+        .collect();
+    let seen: Vec<String> = boots
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["to"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(seen[0], "compute failed", "{seen:?}");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[1].starts_with("desktop "), "{seen:?}");
+    let log = c
+        .sh("journalctl -b -u mode-controller-boot.service -o cat --no-pager")
+        .stdout;
+    assert!(
+        log.contains("falling back to the default mode, desktop"),
+        "{log}"
+    );
+    assert_eq!(c.read("/var/lib/mode-controller/desired"), "desktop\n");
+}
