@@ -67,7 +67,17 @@ pub fn presence(sessions: &[SessionActivity]) -> Presence {
         if !active.is_empty() {
             return Presence::Active { sessions: active };
         }
-        let since_ms = users.iter().map(|s| s.idle_since_usec).max().unwrap_or(0) / 1000;
+        // A hint without a time (never seen from logind, but cheap to guard
+        // against) counts from the session's start, not from 1970.
+        let since_ms = users
+            .iter()
+            .map(|s| match s.idle_since_usec {
+                0 => s.started_usec,
+                t => t,
+            })
+            .max()
+            .unwrap_or(0)
+            / 1000;
         return Presence::IdleSessions {
             since: Stamp(since_ms).rfc3339(),
             since_ms,
@@ -271,6 +281,12 @@ mod tests {
         let p = presence(&s);
         assert!(matches!(p, Presence::IdleSessions { .. }), "{p:?}");
         assert_eq!(p.since_ms(), Some(700_000));
+    }
+
+    #[test]
+    fn an_idle_hint_without_a_time_counts_from_the_session_start() {
+        let s = [session("3", "user", true, 0, 400)];
+        assert_eq!(presence(&s).since_ms(), Some(400_000));
     }
 
     #[test]
