@@ -13,10 +13,12 @@ container_boot() { # container_boot BINARY
       CT_CGROUPS+=(/sys/fs/cgroup/$h/nspawn-$CT_NAME)
     fi
   done
-  local binds=(--bind-ro="$binary:/usr/bin/mode") f
-  for f in pkgs/systemd/* tests/fixtures/units/*; do
-    binds+=(--bind-ro="$PWD/$f:/etc/systemd/system/$(basename "$f")")
-  done
+  # The units go in as one directory, installed where local units live, so
+  # the container has one mount more than its root, not one per unit.
+  CT_UNITS=$(mktemp -d /tmp/mode-ct-units.XXXXXX)
+  cp -r pkgs/systemd/. tests/fixtures/units/. "$CT_UNITS/"
+  local binds=(--bind-ro="$binary:/usr/bin/mode" --bind-ro="$CT_UNITS:/usr/local/lib/systemd/system"
+               --bind-ro="$PWD/tests/fixtures/bin:/opt/mode-test")
   # Each container gets its own cgroup: there is no host systemd to make one.
   ( for c in "${CT_CGROUPS[@]}"; do echo $BASHPID > "$c/cgroup.procs"; done
     exec systemd-nspawn --register=no --keep-unit -q --volatile=overlay -b --console=pipe \
@@ -46,7 +48,7 @@ container_teardown() {
   wait "$CT_NSPAWN" 2>/dev/null || true
   local c
   for c in "${CT_CGROUPS[@]}"; do find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
-  rm -rf "/run/systemd/nspawn/propagate/$CT_NAME"
+  rm -rf "/run/systemd/nspawn/propagate/$CT_NAME" "$CT_UNITS"
 }
 
 container_prerequisites() {

@@ -6,9 +6,6 @@ mod clock;
 mod config;
 mod controller;
 mod idle;
-// The idle and boot settings; compiled here until src/config/mod.rs declares it.
-#[path = "config/idle.rs"]
-mod idle_config;
 mod logging;
 mod mode;
 mod observe;

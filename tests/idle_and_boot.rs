@@ -338,14 +338,21 @@ fn idle_check_rejects_bad_thresholds_with_a_usage_error() {
 
 /// Boot a container on `lib` as /var/lib/mode-controller, into
 /// multi-user.target (no mode yet), with mode-controller-boot.service wanted,
-/// and optionally a drop-in for it.
-fn boot_on(lib: &std::path::Path, dropin: Option<&std::path::Path>) -> Container {
+/// and optionally a drop-in for it and a configuration directory.
+fn boot_on(
+    lib: &std::path::Path,
+    dropin: Option<&std::path::Path>,
+    etc: Option<&std::path::Path>,
+) -> Container {
     let mut nspawn = vec![format!("--bind={}:/var/lib/mode-controller", lib.display())];
     if let Some(d) = dropin {
         nspawn.push(format!(
             "--bind-ro={}:/etc/systemd/system/mode-controller-boot.service.d",
             d.display()
         ));
+    }
+    if let Some(e) = etc {
+        nspawn.push(format!("--bind-ro={}:/etc/mode-controller", e.display()));
     }
     Container::boot_with(
         &nspawn,
@@ -385,7 +392,7 @@ fn last_transition(c: &Container) -> serde_json::Value {
 fn boot_normalizes_to_the_default_mode_whatever_was_desired() {
     let lib = tempfile::tempdir().unwrap();
     desire_compute(lib.path());
-    let c = boot_on(lib.path(), None);
+    let c = boot_on(lib.path(), None, None);
     assert_eq!(c.state("mode-controller-boot.service"), "active");
     assert_eq!(c.mode("current").stdout.trim(), "desktop");
     assert_eq!(c.state("desktop.target"), "active");
@@ -398,17 +405,19 @@ fn boot_normalizes_to_the_default_mode_whatever_was_desired() {
     assert_eq!(c.read("/run/mode-controller/desired"), "desktop\n");
 }
 
+/// A configuration directory holding `config.json` with `json`.
+fn config_dir(json: &str) -> tempfile::TempDir {
+    let etc = tempfile::tempdir().unwrap();
+    std::fs::write(etc.path().join("config.json"), json).unwrap();
+    etc
+}
+
 #[test]
 fn boot_mode_last_replays_the_last_desired_mode() {
     let lib = tempfile::tempdir().unwrap();
-    let dropin = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dropin.path().join("last.conf"),
-        "[Service]\nEnvironment=MODE_BOOT_MODE=last\n",
-    )
-    .unwrap();
+    let etc = config_dir(r#"{"version": 1, "boot_mode": "last"}"#);
     desire_compute(lib.path());
-    let c = boot_on(lib.path(), Some(dropin.path()));
+    let c = boot_on(lib.path(), None, Some(etc.path()));
     assert_eq!(
         c.mode("current").stdout.trim(),
         "compute",
@@ -498,4 +507,64 @@ fn boot_mode_last_falls_back_to_the_default_when_the_kept_mode_fails() {
         "{log}"
     );
     assert_eq!(c.read("/var/lib/mode-controller/desired"), "desktop\n");
+}
+
+#[test]
+fn a_drop_in_overrides_the_configured_boot_mode() {
+    let lib = tempfile::tempdir().unwrap();
+    let etc = config_dir(r#"{"version": 1, "boot_mode": "last"}"#);
+    let dropin = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dropin.path().join("default.conf"),
+        "[Service]\nEnvironment=MODE_BOOT_MODE=default\n",
+    )
+    .unwrap();
+    desire_compute(lib.path());
+    let c = boot_on(lib.path(), Some(dropin.path()), Some(etc.path()));
+    assert_eq!(c.mode("current").stdout.trim(), "desktop");
+    assert_eq!(last_transition(&c)["requested_by"], "boot");
+}
+
+#[test]
+fn the_configured_idle_threshold_and_input_devices_apply() {
+    let c = Container::boot();
+    c.write(
+        "/etc/mode-controller/config.json",
+        r#"{"version": 1, "idle": {"threshold_secs": 1, "input_devices": null, "max_cpu_pressure": 100}}"#,
+    );
+    let greeter = open_session(&c, "greeter", "greeter");
+    set_idle_hint(&c, &greeter, true);
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = c.mode("idle-check --json --dry-run");
+    let j = r.json();
+    assert_eq!(j["figures"]["threshold_secs"], 1, "{j:#}");
+    assert!(j["figures"]["input"].is_null(), "{j:#}");
+    assert_eq!(j["decision"], "promote", "{j:#}");
+}
+
+#[test]
+fn config_check_names_a_bad_idle_or_boot_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.json");
+    for (json, field) in [
+        (
+            r#"{"version": 1, "idle": {"threshold_secs": 0}}"#,
+            "idle.threshold_secs",
+        ),
+        (
+            r#"{"version": 1, "idle": {"treshold_secs": 60}}"#,
+            "treshold_secs",
+        ),
+        (r#"{"version": 1, "boot_mode": "previous"}"#, "boot_mode"),
+    ] {
+        std::fs::write(&file, json).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mode"))
+            .args(["config", "check"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(7), "{json}: {err}");
+        assert!(err.contains(field), "{json}: {err}");
+    }
 }

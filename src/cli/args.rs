@@ -64,7 +64,7 @@ pub enum Command {
     Boot {
         /// Which policy: default or last (overrides the configuration's boot_mode).
         #[arg(long, env = "MODE_BOOT_MODE")]
-        boot_mode: Option<crate::idle_config::BootMode>,
+        boot_mode: Option<crate::config::BootMode>,
     },
     /// Desired, recorded and observed mode with evidence, last transition, blockers.
     Status,

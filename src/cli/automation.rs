@@ -4,9 +4,9 @@
 
 use std::fmt::Write;
 
+use crate::config::BootMode;
 use crate::controller::{self, BootOutcome, Context, Error};
 use crate::idle::{self, Decision, IdleCheck};
-use crate::idle_config::BootMode;
 use crate::systemd::Bus;
 
 use super::args::IdleCheckArgs;

@@ -5,6 +5,7 @@
 
 mod budget;
 mod drain;
+mod idle;
 mod vllm;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
 pub use drain::{Drain, JobPolicy};
+pub use idle::{BootMode, IdleConfig};
 pub use vllm::{VllmPlacement, VllmProfiles};
 
 use mode_guards::{GuardSettings, BUILTIN_GUARDS};
@@ -112,6 +114,10 @@ pub struct Config {
     /// vLLM profiles and GPU placement; `null` (the default) leaves vLLM a
     /// plain workload of compute (`guard_settings.vllm.unit`).
     pub vllm_profiles: Option<VllmProfiles>,
+    /// Idle automation: when `mode idle-check` turns an unattended desktop into compute.
+    pub idle: IdleConfig,
+    /// What boot brings the machine to: "default" (default_mode) or "last" (the last desired mode).
+    pub boot_mode: BootMode,
 }
 
 impl Config {
@@ -353,6 +359,8 @@ pub fn defaults() -> Config {
         },
         guard_settings: GuardSettings::default(),
         vllm_profiles: None,
+        idle: IdleConfig::default(),
+        boot_mode: BootMode::Default,
     }
 }
 
@@ -532,6 +540,7 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
             return Err((format!("guard_settings.{}", e.field), e.message));
         }
     }
+    c.idle.validate()?;
     if !c.audit_log.is_absolute() {
         return Err(("audit_log".into(), "must be an absolute path".into()));
     }

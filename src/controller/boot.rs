@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::idle_config::BootMode;
+use crate::config::BootMode;
 use crate::mode::Mode;
 use crate::state::{TransitionOutcome, TransitionRecord};
 use crate::systemd::Bus;
@@ -38,10 +38,7 @@ impl BootOutcome {
 
 /// The boot policy in force: the configured one unless `over` names another.
 pub fn boot_mode(ctx: &Context, over: Option<BootMode>) -> BootMode {
-    // The configuration has no `boot_mode` field yet; until it does, the
-    // default policy applies unless `--boot-mode` / MODE_BOOT_MODE says.
-    let _ = &ctx.config;
-    over.unwrap_or_default()
+    over.unwrap_or(ctx.config.boot_mode)
 }
 
 /// The mode boot goes for first, and why.

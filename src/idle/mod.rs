@@ -14,8 +14,8 @@ use mode_guards::{GuardResult, Roots};
 
 use crate::clock::Stamp;
 use crate::config::ConfigError;
+use crate::config::IdleConfig;
 use crate::controller::{self, Context, Error, RequestOutcome};
-use crate::idle_config::IdleConfig;
 use crate::mode::{Mode, ObservedMode};
 use crate::state::TransitionRecord;
 use crate::systemd::{Bus, SessionActivity};
@@ -38,10 +38,7 @@ pub struct Options {
 
 /// The idle settings in force: the configuration's, overridden by options.
 fn settings(ctx: &Context, opts: &Options) -> Result<IdleConfig, Error> {
-    // The configuration has no `idle` section yet; until it does, the
-    // built-in defaults apply (see src/config/idle.rs).
-    let _ = &ctx.config;
-    let mut s = IdleConfig::default();
+    let mut s = ctx.config.idle.clone();
     if let Some(t) = opts.threshold_secs {
         s.threshold_secs = t;
     }

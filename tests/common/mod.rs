@@ -59,21 +59,36 @@ pub struct Container {
     nspawn: Child,
     pub pid1: u32,
     cgroups: Vec<PathBuf>,
+    /// The unit directory bound into the container (removed on drop).
+    _units: tempfile::TempDir,
 }
 
-/// Every unit file and drop-in directory in `dir`, as nspawn binds into
-/// /etc/systemd/system.
-fn unit_binds(dir: &Path) -> Vec<String> {
-    let mut binds = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        binds.push(format!(
-            "--bind-ro={}:/etc/systemd/system/{name}",
-            path.display()
-        ));
+/// A directory with the shipped units (pkgs/systemd) and the stand-in world
+/// (tests/fixtures/units), bound into the container as one mount where local
+/// units live, so the container has one mount more than its root, not one
+/// per unit.
+fn unit_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("mode-ct-units")
+        .tempdir()
+        .expect("temporary directory");
+    for source in ["pkgs/systemd", "tests/fixtures/units"] {
+        copy_tree(&repo().join(source), dir.path());
     }
-    binds
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }
 
 impl Container {
@@ -94,6 +109,7 @@ impl Container {
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
         let root = test_root();
+        let units = unit_dir();
         let cgroups: Vec<PathBuf> = ["unified", "systemd"]
             .iter()
             .map(|h| PathBuf::from(format!("/sys/fs/cgroup/{h}/nspawn-{name}")))
@@ -117,8 +133,10 @@ impl Container {
             "--bind-ro={}:/usr/bin/mode",
             env!("CARGO_BIN_EXE_mode")
         ))
-        .args(unit_binds(&repo().join("pkgs/systemd")))
-        .args(unit_binds(&repo().join("tests/fixtures/units")))
+        .arg(format!(
+            "--bind-ro={}:/usr/local/lib/systemd/system",
+            units.path().display()
+        ))
         .args(nspawn_args)
         .arg(format!(
             "--bind-ro={}:/opt/mode-test",
@@ -151,6 +169,7 @@ impl Container {
             pid1: 0,
             nspawn,
             cgroups,
+            _units: units,
         };
         c.pid1 = c.find_pid1();
         let private = format!("/proc/{}/root/run/systemd/private", c.pid1);
