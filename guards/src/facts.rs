@@ -17,6 +17,11 @@ pub struct SessionInfo {
     pub state: String,
     pub leader: u32,
     pub idle_hint: bool,
+    /// `IdleSinceHint`: when the idle hint last changed, in microseconds of
+    /// CLOCK_REALTIME (0: never set).
+    pub idle_since_usec: u64,
+    /// `Timestamp`: when the session started, likewise.
+    pub started_usec: u64,
 }
 
 /// The load and activation state of one unit.

@@ -69,6 +69,8 @@ mod tests {
             state: state.into(),
             leader: 42,
             idle_hint: false,
+            idle_since_usec: 0,
+            started_usec: 0,
         }
     }
 

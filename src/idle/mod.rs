@@ -18,7 +18,9 @@ use crate::config::IdleConfig;
 use crate::controller::{self, Context, Error, RequestOutcome};
 use crate::mode::{Mode, ObservedMode};
 use crate::state::TransitionRecord;
-use crate::systemd::{Bus, SessionActivity};
+use mode_guards::SessionInfo;
+
+use crate::systemd::Bus;
 
 pub use decide::Decision;
 pub use signals::{Audio, CpuPressure, InputActivity, Presence};
@@ -67,7 +69,7 @@ pub struct Figures {
     pub threshold_secs: u64,
     pub presence: Presence,
     /// The logind sessions that were read.
-    pub sessions: Vec<SessionActivity>,
+    pub sessions: Vec<SessionInfo>,
     /// Since when nobody has been logged in, as recorded by idle-check.
     pub unattended_since: Option<String>,
     /// When the last transition finished: idleness is counted from no earlier.
@@ -129,7 +131,7 @@ pub async fn check(ctx: &Context, bus: &Bus, opts: &Options) -> Result<(IdleChec
     let now = Stamp::now();
     let root = nix::unistd::getuid().is_root();
 
-    let sessions = bus.session_activity().await?;
+    let sessions = bus.sessions().await?;
     let presence = signals::presence(&sessions);
     let input = s.input_devices.as_deref().map(signals::input_activity);
     let audio = signals::audio(&roots.asound);

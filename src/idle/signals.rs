@@ -11,7 +11,7 @@ use serde::Serialize;
 use mode_guards::probe::{alsa, psi};
 
 use crate::clock::Stamp;
-use crate::systemd::SessionActivity;
+use mode_guards::SessionInfo;
 
 const GRAPHICAL_TYPES: [&str; 3] = ["wayland", "x11", "mir"];
 
@@ -40,14 +40,14 @@ pub enum Presence {
     Nobody,
 }
 
-fn describe(s: &SessionActivity) -> String {
+fn describe(s: &SessionInfo) -> String {
     format!(
         "session {} of {} ({}, {})",
         s.id, s.user, s.session_type, s.class
     )
 }
 
-fn is_graphical(s: &SessionActivity) -> bool {
+fn is_graphical(s: &SessionInfo) -> bool {
     GRAPHICAL_TYPES.contains(&s.session_type.as_str()) && s.state != "closing"
 }
 
@@ -55,9 +55,9 @@ fn is_graphical(s: &SessionActivity) -> bool {
 /// `IdleHint` says so. A greeter that has never set its hint
 /// (`IdleSinceHint` 0: most greeters) counts as idle since it started; one
 /// that manages its hint is judged by it, like a user session.
-pub fn presence(sessions: &[SessionActivity]) -> Presence {
-    let graphical: Vec<&SessionActivity> = sessions.iter().filter(|s| is_graphical(s)).collect();
-    let users: Vec<&&SessionActivity> = graphical.iter().filter(|s| s.class == "user").collect();
+pub fn presence(sessions: &[SessionInfo]) -> Presence {
+    let graphical: Vec<&SessionInfo> = sessions.iter().filter(|s| is_graphical(s)).collect();
+    let users: Vec<&&SessionInfo> = graphical.iter().filter(|s| s.class == "user").collect();
     if !users.is_empty() {
         let active: Vec<String> = users
             .iter()
@@ -84,8 +84,7 @@ pub fn presence(sessions: &[SessionActivity]) -> Presence {
             sessions: users.iter().map(|s| describe(s)).collect(),
         };
     }
-    let greeters: Vec<&&SessionActivity> =
-        graphical.iter().filter(|s| s.class == "greeter").collect();
+    let greeters: Vec<&&SessionInfo> = graphical.iter().filter(|s| s.class == "greeter").collect();
     let active: Vec<String> = greeters
         .iter()
         .filter(|s| s.idle_since_usec != 0 && !s.idle_hint)
@@ -246,9 +245,10 @@ mod tests {
         idle: bool,
         idle_since_s: u64,
         started_s: u64,
-    ) -> SessionActivity {
-        SessionActivity {
+    ) -> SessionInfo {
+        SessionInfo {
             id: id.into(),
+            leader: 42,
             uid: 1000,
             user: "alice".into(),
             seat: "seat0".into(),

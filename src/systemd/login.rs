@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use mode_guards::SessionInfo;
-use serde::Serialize;
 use zbus::names::InterfaceName;
 use zbus::OwnedVariant;
 use zbus_systemd::login1::ManagerProxy as LoginManagerProxy;
@@ -31,37 +30,10 @@ fn flag(all: &HashMap<String, OwnedVariant>, name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// One logind session as idle automation sees it. Times are microseconds of
-/// CLOCK_REALTIME, as logind reports them; 0 means "never set".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SessionActivity {
-    pub id: String,
-    pub uid: u32,
-    pub user: String,
-    pub seat: String,
-    #[serde(rename = "type")]
-    pub session_type: String,
-    pub class: String,
-    pub state: String,
-    pub idle_hint: bool,
-    /// `IdleSinceHint`: when the idle hint last changed (0: never set).
-    pub idle_since_usec: u64,
-    /// `Timestamp`: when the session started.
-    pub started_usec: u64,
-}
-
-/// A listed session: id, uid, user, seat and all its `Session` properties.
-struct Listed {
-    id: String,
-    uid: u32,
-    user: String,
-    seat: String,
-    props: HashMap<String, OwnedVariant>,
-}
-
 impl Bus {
-    /// Every logind session with all its properties, one `GetAll` each.
-    async fn listed_sessions(&self) -> Result<Vec<Listed>, SystemdError> {
+    /// Every logind session with the properties guards and idle automation
+    /// read: one `ListSessions`, then one `GetAll` each.
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>, SystemdError> {
         let login = LoginManagerProxy::builder(&self.conn)
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
@@ -73,72 +45,36 @@ impl Bus {
             .map_err(|e| SystemdError::call("ListSessions", e))?;
         let mut sessions = Vec::with_capacity(listed.len());
         for (id, uid, user, seat, path) in listed {
-            let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
+            let proxy = zbus::fdo::PropertiesProxy::builder(&self.conn)
                 .destination("org.freedesktop.login1")
                 .path(path)
                 .cache_properties(zbus::proxy::CacheProperties::No)
                 .build()
                 .await
                 .map_err(|e| SystemdError::call("PropertiesProxy", e))?;
-            let props = props
+            let props = proxy
                 .get_all(InterfaceName::from_static_str_unchecked(
                     "org.freedesktop.login1.Session",
                 ))
                 .await
                 .map_err(|e| SystemdError::call(format!("GetAll session {id}"), e))?;
-            sessions.push(Listed {
+            sessions.push(SessionInfo {
+                session_type: string(&props, "Type"),
+                class: string(&props, "Class"),
+                state: string(&props, "State"),
+                leader: props
+                    .get("Leader")
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(0),
+                idle_hint: flag(&props, "IdleHint"),
+                idle_since_usec: number(&props, "IdleSinceHint"),
+                started_usec: number(&props, "Timestamp"),
                 id,
                 uid,
                 user,
                 seat,
-                props,
             });
         }
         Ok(sessions)
-    }
-
-    pub async fn sessions(&self) -> Result<Vec<SessionInfo>, SystemdError> {
-        Ok(self
-            .listed_sessions()
-            .await?
-            .into_iter()
-            .map(|s| SessionInfo {
-                session_type: string(&s.props, "Type"),
-                class: string(&s.props, "Class"),
-                state: string(&s.props, "State"),
-                leader: s
-                    .props
-                    .get("Leader")
-                    .and_then(|v| u32::try_from(v).ok())
-                    .unwrap_or(0),
-                idle_hint: flag(&s.props, "IdleHint"),
-                id: s.id,
-                uid: s.uid,
-                user: s.user,
-                seat: s.seat,
-            })
-            .collect())
-    }
-
-    /// Every session with its idle hint, when that last changed and when the
-    /// session started.
-    pub async fn session_activity(&self) -> Result<Vec<SessionActivity>, SystemdError> {
-        Ok(self
-            .listed_sessions()
-            .await?
-            .into_iter()
-            .map(|s| SessionActivity {
-                session_type: string(&s.props, "Type"),
-                class: string(&s.props, "Class"),
-                state: string(&s.props, "State"),
-                idle_hint: flag(&s.props, "IdleHint"),
-                idle_since_usec: number(&s.props, "IdleSinceHint"),
-                started_usec: number(&s.props, "Timestamp"),
-                id: s.id,
-                uid: s.uid,
-                user: s.user,
-                seat: s.seat,
-            })
-            .collect())
     }
 }

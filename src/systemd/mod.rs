@@ -13,7 +13,6 @@ use zbus::Connection;
 use zbus_systemd::systemd1::{JobRemovedStream, ManagerProxy};
 
 pub use jobs::JobKind;
-pub use login::SessionActivity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
