@@ -227,3 +227,31 @@ fn compute_to_studio_goes_through_desktop() {
     );
     assert_eq!(c.mode("current").stdout.trim(), "studio-local");
 }
+
+#[test]
+fn every_budget_property_is_applied_and_read_back() {
+    let c = Container::boot();
+    c.write(
+        "/etc/mode-controller/config.json",
+        r#"{"version": 1, "modes": {"compute": {"slices": {"ai.slice": {
+            "CPUWeight": 900, "IOWeight": 800, "CPUQuota": "150%",
+            "MemoryHigh": "6G", "MemoryMax": "8G", "AllowedCPUs": "0-1"}}}}}"#,
+    );
+    let r = c.mode("request compute");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(c.prop("ai.slice", "CPUWeight"), "900");
+    assert_eq!(c.prop("ai.slice", "IOWeight"), "800");
+    assert_eq!(c.prop("ai.slice", "CPUQuotaPerSecUSec"), "1.500000s");
+    assert_eq!(c.prop("ai.slice", "MemoryHigh"), (6u64 << 30).to_string());
+    assert_eq!(c.prop("ai.slice", "MemoryMax"), (8u64 << 30).to_string());
+    assert_eq!(c.prop("ai.slice", "AllowedCPUs"), "0-1");
+    let budget = c.mode("status --json").json()["budgets"]["ai.slice"].clone();
+    assert_eq!(budget["MemoryMax"], 8u64 << 30, "{budget}");
+    assert_eq!(budget["AllowedCPUs"], "0,1", "{budget}");
+
+    // Back in desktop every property not in desktop's budget is reset.
+    assert_eq!(c.mode("request desktop").code, 0);
+    assert_eq!(c.prop("ai.slice", "MemoryMax"), "infinity");
+    assert_eq!(c.prop("ai.slice", "CPUQuotaPerSecUSec"), "infinity");
+    assert_eq!(c.prop("ai.slice", "AllowedCPUs"), "");
+}
