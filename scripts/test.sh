@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite (run as root): unit tests, and the integration tests
 # that boot a real systemd in containers. Installs what the container tests
-# need when it is missing, then runs `cargo test --workspace`.
+# need when it is missing, runs `cargo test` over every crate's unit and
+# integration tests, and closes with one line totalling them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/container.sh
 container_prerequisites
-cargo test --workspace "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --lib --bins --tests "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
