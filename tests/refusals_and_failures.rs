@@ -108,7 +108,9 @@ fn rolls_back_to_desktop_when_workload_fails_to_start() {
     let r = c.mode("request compute");
     assert_eq!(r.code, 4, "{r:?}");
     assert!(
-        r.stderr.contains("vllm.service ended 'failed'"),
+        r.stderr.contains(
+            "vllm.service ended 'failed' (result exit-code; see journalctl -u vllm.service)"
+        ),
         "{}",
         r.stderr
     );

@@ -102,15 +102,22 @@ async fn run_job(ctx: &Context, bus: &Bus, unit: &str, kind: JobKind, to: Mode) 
         Ok(deps) => ours.extend(deps),
         Err(e) => return StepReport::failed(e.to_string()),
     }
-    let fatal = job.failed_among(&ours);
+    let (fatal, others) = job.failed_split(&ours);
+    let words = |(unit, result): &(String, String)| format!("{unit} ended '{result}'");
     if fatal.is_empty() {
-        StepReport {
-            warnings: job.failed_besides(&ours),
+        return StepReport {
+            warnings: others.iter().map(words).collect(),
             ..StepReport::default()
-        }
-    } else {
-        StepReport::failed(fatal.join("; "))
+        };
     }
+    let mut reasons = Vec::with_capacity(fatal.len());
+    for failed in &fatal {
+        reasons.push(match bus.failure_reason(&failed.0).await {
+            Some(why) => format!("{} ({why}; see journalctl -u {})", words(failed), failed.0),
+            None => words(failed),
+        });
+    }
+    StepReport::failed(reasons.join("; "))
 }
 
 async fn set_budget(bus: &Bus, unit: &str, budget: &SliceBudget) -> Result<(), String> {

@@ -25,6 +25,9 @@ impl JobKind {
     }
 }
 
+/// A unit whose job failed, and the job's result (`failed`, `dependency`, ...).
+pub type FailedJob = (String, String);
+
 /// How a job and the jobs of its transaction ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobResult {
@@ -32,26 +35,16 @@ pub struct JobResult {
     /// `done`, `failed`, `dependency`, `timeout`, `canceled`, ...
     pub result: String,
     /// Jobs pulled into the same transaction that did not end `done`.
-    pub failed_companions: Vec<(String, String)>,
+    pub failed_companions: Vec<FailedJob>,
 }
 
 impl JobResult {
-    /// Failed companions among `units`, as `unit ended 'result'`.
-    pub fn failed_among(&self, units: &[String]) -> Vec<String> {
+    /// The failed companions, split into those among `units` and the rest.
+    pub fn failed_split(&self, units: &[String]) -> (Vec<FailedJob>, Vec<FailedJob>) {
         self.failed_companions
             .iter()
-            .filter(|(u, _)| units.contains(u))
-            .map(|(u, r)| format!("{u} ended '{r}'"))
-            .collect()
-    }
-
-    /// Failed companions not among `units`.
-    pub fn failed_besides(&self, units: &[String]) -> Vec<String> {
-        self.failed_companions
-            .iter()
-            .filter(|(u, _)| !units.contains(u))
-            .map(|(u, r)| format!("{u} ended '{r}'"))
-            .collect()
+            .cloned()
+            .partition(|(u, _)| units.contains(u))
     }
 }
 

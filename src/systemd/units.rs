@@ -91,4 +91,21 @@ impl Bus {
             .map_err(|e| SystemdError::call(format!("TimeoutStopUSec of {unit}"), e))?;
         Ok(std::time::Duration::from_micros(usec))
     }
+
+    /// Why a service failed, in words: its `Result` (exit-code,
+    /// start-limit-hit, timeout, ...). `None` for other unit types or when
+    /// systemd cannot say.
+    pub async fn failure_reason(&self, unit: &str) -> Option<String> {
+        if !unit.ends_with(".service") {
+            return None;
+        }
+        let service: ServiceProxy = self.unit_proxy(unit).await.ok()?;
+        let result = service.result().await.ok()?;
+        Some(match result.as_str() {
+            "start-limit-hit" => {
+                format!("start-limit-hit: started too often; `systemctl reset-failed {unit}`")
+            }
+            other => format!("result {other}"),
+        })
+    }
 }
