@@ -1,8 +1,10 @@
 # services.modeController: the NixOS side of mode-controller. It declares the
 # units the controller switches between (desktop.target, compute.target, the
 # studio overlay, the three budgeted slices), the transition template
-# `mode-controller@.service`, the boot normalization to `defaultMode`, and
-# renders /etc/mode-controller/config.json in the schema `mode` reads.
+# `mode-controller@.service`, the boot policy (`mode boot`: `defaultMode`, or
+# with `bootMode = "last"` the last desired mode), the optional idle check
+# (`mode idle-check` on a timer), and renders /etc/mode-controller/config.json
+# in the schema `mode` reads.
 #
 # How this module keeps `nixos-rebuild switch` from changing the mode.
 # switch-to-configuration (nixpkgs: pkgs/by-name/sw/switch-to-configuration-ng)
@@ -19,14 +21,15 @@
 # - graphical.target and the display manager are inactive in compute mode, so
 #   switch-to-configuration leaves them alone; NixOS's display managers also
 #   set `restartIfChanged = false`.
-# - The boot normalization (mode-controller-boot.service) is wanted by
+# - The boot policy (mode-controller-boot.service) is wanted by
 #   multi-user.target, which switch-to-configuration re-starts. It stays
 #   active after boot (RemainAfterExit), is never restarted when changed
 #   (X-RestartIfChanged=false) and runs only while no transition has been
 #   recorded in this boot (ConditionPathExists=!last-transition.json), so a
 #   switch never runs it again.
-# - `mode-controller@.service` has `restartIfChanged = false`: a switch does
-#   not kill a transition in flight.
+# - `mode-controller@.service` and `mode-idle-check.service` have
+#   `restartIfChanged = false`: a switch does not kill a transition in
+#   flight, nor an idle check waiting for the compute request it made.
 # - Slice budgets are set at run time over D-Bus (runtime drop-ins under
 #   /run/systemd/system.control), which a daemon-reload keeps.
 {
@@ -104,6 +107,131 @@ let
         default = null;
         example = "0-3";
         description = ''`AllowedCPUs=` of the slice in this mode, such as `"0-3,8"`.'';
+      };
+    };
+  };
+
+  # How the work running in compute is drained when a mode is entered from
+  # compute (src/config/drain.rs). Each field left `null` keeps the built-in
+  # value; the binary merges the rest over it.
+  drainType = lib.types.submodule {
+    options = {
+      jobs = lib.mkOption {
+        type = lib.types.nullOr (
+          lib.types.enum [
+            "refuse"
+            "checkpoint"
+            "wait"
+          ]
+        );
+        default = null;
+        example = "wait";
+        description = ''
+          What happens to the user jobs in `ai.slice` (every unit there but
+          `guard_settings.ai_slice.managed` and vLLM): `"checkpoint"` (the
+          built-in) sends them `checkpoint_signal`, gives them `grace_secs`
+          to exit, then stops their units; `"wait"` waits up to `wait_secs`
+          for them to end and fails the transition (staying in compute) if
+          they do not; `"refuse"` makes `user_jobs_safe` a hard guard.
+        '';
+      };
+      checkpoint_signal = lib.mkOption {
+        type = lib.types.nullOr (
+          lib.types.enum [
+            "SIGTERM"
+            "SIGINT"
+            "SIGUSR1"
+            "SIGUSR2"
+            "SIGHUP"
+          ]
+        );
+        default = null;
+        example = "SIGUSR1";
+        description = ''
+          The signal `jobs = "checkpoint"` sends to each job's main process
+          (built-in: `SIGTERM`; `SIGUSR1` for jobs written for Slurm-style
+          requeue).
+        '';
+      };
+      grace_secs = lib.mkOption {
+        type = lib.types.nullOr lib.types.ints.unsigned;
+        default = null;
+        example = 300;
+        description = "How long the signalled jobs get, together, to checkpoint and exit before their units are stopped (built-in: 120).";
+      };
+      wait_secs = lib.mkOption {
+        type = lib.types.nullOr lib.types.ints.unsigned;
+        default = null;
+        example = 7200;
+        description = ''How long `jobs = "wait"` waits for the jobs to end (built-in: 3600).'';
+      };
+      vllm_timeout_secs = lib.mkOption {
+        type = lib.types.nullOr lib.types.ints.unsigned;
+        default = null;
+        example = 300;
+        description = ''
+          How long vLLM may take to finish its running and waiting requests
+          before it is stopped anyway; the timeout is recorded (built-in: 120).
+        '';
+      };
+    };
+  };
+
+  # A share of a GPU's memory, as vLLM's --gpu-memory-utilization takes it.
+  memoryShareType = lib.types.addCheck lib.types.number (x: x > 0 && x <= 1) // {
+    description = "number above 0 and at most 1";
+  };
+
+  vllmProfileType =
+    profile: enabled: memoryFraction:
+    lib.types.submodule {
+      options = {
+        enabled = lib.mkOption {
+          type = lib.types.bool;
+          default = enabled;
+          description = "Whether `vllm@${profile}.service` runs in ${profile} mode.";
+        };
+        memory_fraction = lib.mkOption {
+          type = memoryShareType;
+          default = memoryFraction;
+          example = 0.8;
+          description = ''
+            The share of each of its GPUs' memory that `vllm@${profile}.service`
+            may use, written as `VLLM_GPU_MEMORY_UTILIZATION` to
+            `/run/mode-controller/vllm-${profile}.env`.
+          '';
+        };
+      };
+    };
+
+  # Opt-in vLLM profiles and GPU placement (src/config/vllm.rs).
+  vllmProfilesType = lib.types.submodule {
+    options = {
+      gpus = lib.mkOption {
+        type = lib.types.nonEmptyListOf lib.types.str;
+        example = [
+          "0000:01:00.0"
+          "0000:41:00.0"
+        ];
+        description = ''
+          Every GPU, by PCI address or UUID, in the order CUDA numbers them.
+          The one named by `guard_settings.gpu.display_gpu` drives the
+          display.
+        '';
+      };
+      compute = lib.mkOption {
+        type = vllmProfileType "compute" true 0.9;
+        default = { };
+        description = "The compute profile: `vllm@compute.service` on every GPU in `gpus`, in compute mode.";
+      };
+      desktop = lib.mkOption {
+        type = vllmProfileType "desktop" false 0.5;
+        default = { };
+        description = ''
+          The desktop profile: `vllm@desktop.service` on every GPU but the
+          display one, in desktop mode. Off unless enabled; needs
+          `guard_settings.gpu.display_gpu` and a second GPU.
+        '';
       };
     };
   };
@@ -199,6 +327,21 @@ let
           built-in budgets slice by slice and property by property.
         '';
       };
+      drain = lib.mkOption {
+        type = drainType;
+        default = { };
+        example = {
+          jobs = "checkpoint";
+          checkpoint_signal = "SIGUSR1";
+          grace_secs = 300;
+        };
+        description = ''
+          How vLLM and the user jobs in `ai.slice` are drained when this
+          mode is entered from compute, before anything stops. Merged over
+          the built-in ladder field by field. Only leaving compute drains,
+          so `modes.compute.drain` is never used.
+        '';
+      };
     };
   };
 
@@ -211,20 +354,41 @@ let
     else
       v;
 
-  renderedSettings = prune (
-    cfg.settings
+  # `idle` is left out of the pruning: there `input_devices = null` means
+  # "leave input devices out", not "keep the built-in /dev/input" (the only
+  # field of the schema whose null differs from its default).
+  renderedSettings =
+    prune (
+      removeAttrs cfg.settings [ "idle" ]
+      // {
+        default_mode = cfg.defaultMode;
+        keep_running = cfg.keepRunning;
+        capability_placement = cfg.capabilityPlacement;
+        boot_mode = cfg.bootMode;
+      }
+    )
     // {
-      default_mode = cfg.defaultMode;
-      keep_running = cfg.keepRunning;
-      capability_placement = cfg.capabilityPlacement;
-    }
-  );
+      idle = cfg.settings.idle // {
+        threshold_secs = cfg.idle.thresholdSecs;
+      };
+    };
 
   configFile = settingsFormat.generate "mode-controller-config.json" renderedSettings;
   placementFile = settingsFormat.generate "mode-controller-capability-placement.json" cfg.capabilityPlacement;
   auditLog = renderedSettings.audit_log;
 
   userModes = cfg.settings.modes;
+
+  # The GPU holders the binary allows by default (guards/src/settings.rs).
+  builtinGpuAllow = [
+    "nvidia-persistenced"
+    "nvidia-powerd"
+    "nv-hostengine"
+    "nvidia-device-plugin"
+  ];
+
+  # GPUs as the binary compares them: case and the 0000: domain ignored.
+  sameGpu = a: b: lib.removePrefix "0000:" (lib.toLower a) == lib.removePrefix "0000:" (lib.toLower b);
 
   # The plain unit's hardening (pkgs/systemd/mode-controller@.service): the
   # controller needs the system bus, read access to every process's /proc (to
@@ -321,12 +485,69 @@ in
       description = ''
         The mode this machine is in after boot, and the desired mode while
         none has been requested. At boot `mode-controller-boot.service`
-        applies it once (before that, the machine boots to the graphical
-        target, or to `multi-user.target` when this is `compute`, so the
-        greeter is never brought up only to be torn down). Changing it takes
-        effect at the next boot; `nixos-rebuild switch` does not change the
-        current mode.
+        applies it once (with {option}`services.modeController.bootMode` =
+        `"last"`, only when no desired mode was kept or it cannot be
+        reached). Before that, the machine boots to the graphical target, or
+        to `multi-user.target` when this is `compute`, so the greeter is
+        never brought up only to be torn down. Changing it takes effect at
+        the next boot; `nixos-rebuild switch` does not change the current
+        mode.
       '';
+    };
+
+    bootMode = lib.mkOption {
+      type = lib.types.enum [
+        "default"
+        "last"
+      ];
+      default = "default";
+      example = "last";
+      description = ''
+        What `mode boot` (run once per boot by `mode-controller-boot.service`)
+        brings the machine to. `"default"`: {option}`services.modeController.defaultMode`,
+        whatever was desired before the reboot. `"last"`: the last desired
+        mode, guards permitting. Every time the desired mode is written
+        (`mode request`, `mode apply`, a successful idle promotion) it is
+        also kept in `desired` next to the audit log
+        (`/var/lib/mode-controller/desired`), which survives the reboot;
+        when nothing was kept, it is unreadable, or the switch to it is
+        refused or fails, boot applies `defaultMode` instead. The boot
+        itself still goes through the target chosen by `defaultMode`, so a
+        desktop machine kept in compute shows its greeter briefly before
+        the controller stops it.
+      '';
+    };
+
+    idle = {
+      enable = lib.mkEnableOption ''
+        idle automation: `mode-idle-check.timer` runs `mode idle-check`
+        every {option}`services.modeController.idle.interval`, which
+        requests compute once the desktop has been unattended for
+        {option}`services.modeController.idle.thresholdSecs` (nobody active
+        at the seat, no input, no audio, a quiet CPU, no guard blocking)'';
+
+      thresholdSecs = lib.mkOption {
+        type = lib.types.ints.positive;
+        default = 1800;
+        example = 3600;
+        description = ''
+          How long the seat must be unattended before compute is requested;
+          rendered as `idle.threshold_secs`, so `mode idle-check` run by
+          hand uses it too. The other idle settings (`input_devices`,
+          `max_cpu_pressure`) are in
+          {option}`services.modeController.settings.idle`.
+        '';
+      };
+
+      interval = lib.mkOption {
+        type = lib.types.nonEmptyStr;
+        default = "2min";
+        example = "10min";
+        description = ''
+          How often the check runs: the timer's `OnUnitActiveSec=`, a
+          systemd time span. The first check runs five minutes after boot.
+        '';
+      };
     };
 
     keepRunning = lib.mkOption {
@@ -415,27 +636,118 @@ in
             };
           };
           guard_settings = lib.mkOption {
-            type = lib.types.submodule { freeformType = settingsFormat.type; };
+            type = lib.types.submodule {
+              freeformType = settingsFormat.type;
+              options.gpu = lib.mkOption {
+                type = lib.types.submodule {
+                  freeformType = settingsFormat.type;
+                  options = {
+                    display_gpu = lib.mkOption {
+                      type = lib.types.nullOr (
+                        lib.types.strMatching "([0-9a-fA-F]{1,8}:)?[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\\.[0-7]|(GPU|MIG|gpu|mig)-.+"
+                      );
+                      default = null;
+                      example = "0000:01:00.0";
+                      description = ''
+                        The GPU that drives the display, which compute must
+                        find released: a PCI address (`0000:01:00.0`, as
+                        `lspci -D` prints it) or an NVML UUID (`GPU-…`).
+                        `null`: the GPU the firmware booted the display on
+                        (`boot_vga`), or the only GPU there is.
+                      '';
+                    };
+                    allow = lib.mkOption {
+                      type = lib.types.nullOr (lib.types.listOf lib.types.str);
+                      default = null;
+                      example = builtinGpuAllow ++ [ "sunshine" ];
+                      description = ''
+                        Processes allowed to hold the display GPU while the
+                        machine enters compute, matched against the command
+                        name, the executable's file name and `argv[0]`'s.
+                        `null` keeps the built-in list
+                        (${lib.concatMapStringsSep ", " (p: "`${p}`") builtinGpuAllow}); a
+                        list replaces it, so repeat the built-in names you
+                        still want.
+                      '';
+                    };
+                    nvml_library = lib.mkOption {
+                      type = lib.types.strMatching "/.+";
+                      default = "/run/opengl-driver/lib/libnvidia-ml.so.1";
+                      example = lib.literalExpression ''"''${config.hardware.nvidia.package}/lib/libnvidia-ml.so.1"'';
+                      description = ''
+                        Where libnvidia-ml is, for the GPU guard's NVML
+                        queries. The default is where NixOS links the
+                        driver's libraries ({option}`hardware.graphics.enable`).
+                        Without NVML the guard decides from `/proc` alone
+                        and says so.
+                      '';
+                    };
+                  };
+                };
+                default = { };
+                description = ''
+                  Settings of the `gpu_display_released` guard. Besides the
+                  options here, the binary reads `require_nvml`,
+                  `release_timeout_secs`, `poll_interval_ms`, `fd_scan` and
+                  `extra_devices` (freeform; see `docs/guards.md`).
+                '';
+              };
+            };
             default = { };
             example = lib.literalExpression ''
               {
                 gpu.display_gpu = "0000:01:00.0";
-                gpu.allow = [ "nvidia-persistenced" "nvidia-powerd" ];
-                gpu.nvml_library = "/run/opengl-driver/lib/libnvidia-ml.so.1";
+                gpu.allow = [ "nvidia-persistenced" "nvidia-powerd" "sunshine" ];
                 memory.min_available_mib = 8192;
                 vllm.endpoint = "http://127.0.0.1:8000";
               }
             '';
             description = ''
               Guard thresholds and facts: the display GPU, the allow-list of
-              GPU holders, the NVML library path (the binary's default is
-              `/run/opengl-driver/lib/libnvidia-ml.so.1`, where NixOS puts
-              the driver's libraries), memory and CPU pressure limits, the
-              vLLM endpoint. Freeform: written to the file as given, because
-              the shape of this section is not final yet (the example shows
-              the current draft); `mode config check` names any field the
-              installed binary does not know. Left out of the file while
-              empty.
+              GPU holders and the NVML library (typed, under `gpu`), and
+              freeform the rest as `docs/guards.md` describes it: memory and
+              CPU pressure limits (`memory`, `cpu`), the AI slice
+              (`ai_slice`), the vLLM endpoint and unit (`vllm`), external
+              guards (`external`). `mode config check` names any field the
+              installed binary does not know.
+            '';
+          };
+          vllm_profiles = lib.mkOption {
+            type = lib.types.nullOr vllmProfilesType;
+            default = null;
+            example = lib.literalExpression ''
+              {
+                gpus = [ "0000:01:00.0" "0000:41:00.0" ];
+                compute.memory_fraction = 0.9;
+                desktop = { enabled = true; memory_fraction = 0.5; };
+              }
+            '';
+            description = ''
+              vLLM profiles and GPU placement. `null` (the default): vLLM is
+              a plain compute workload (`guard_settings.vllm.unit`, wanted
+              by `compute.target`). With profiles the controller starts and
+              stops `vllm@compute.service` and `vllm@desktop.service` itself
+              and writes each one's `CUDA_VISIBLE_DEVICES` and memory share
+              to `/run/mode-controller/vllm-PROFILE.env`; the configuration
+              declares the `vllm@` template that reads it (see
+              `docs/nixos.md`).
+            '';
+          };
+          idle = lib.mkOption {
+            type = lib.types.submodule { freeformType = settingsFormat.type; };
+            default = { };
+            example = {
+              input_devices = null;
+              max_cpu_pressure = 60;
+            };
+            description = ''
+              Idle settings besides the threshold (which is
+              {option}`services.modeController.idle.thresholdSecs`):
+              `input_devices`, the directory whose `event*` nodes' times
+              count as input (built-in `"/dev/input"`; `null` leaves input
+              out), and `max_cpu_pressure`, the CPU pressure (`some avg60`,
+              percent) above which the desktop counts as still working
+              (built-in 40). Written as given, nulls included.
             '';
           };
         };
@@ -453,10 +765,13 @@ in
         `/etc/mode-controller/config.json` (version 1 of the schema; see
         `mode config check`). The binary merges the file over its built-in
         defaults, objects key by key, so only what differs needs to be set.
-        `default_mode`, `keep_running` and `capability_placement` come from
+        `default_mode`, `keep_running`, `capability_placement`, `boot_mode`
+        and `idle.threshold_secs` come from
         {option}`services.modeController.defaultMode`,
-        {option}`services.modeController.keepRunning` and
-        {option}`services.modeController.capabilityPlacement`.
+        {option}`services.modeController.keepRunning`,
+        {option}`services.modeController.capabilityPlacement`,
+        {option}`services.modeController.bootMode` and
+        {option}`services.modeController.idle.thresholdSecs`.
         The file rendered for the example in `docs/nixos.md` is kept next to
         this module as `example-config.json`.
       '';
@@ -508,7 +823,11 @@ in
           default_mode = "defaultMode";
           keep_running = "keepRunning";
           capability_placement = "capabilityPlacement";
+          boot_mode = "bootMode";
         };
+        profiles = cfg.settings.vllm_profiles;
+        displayGpu = cfg.settings.guard_settings.gpu.display_gpu;
+        keptDesiredDir = dirOf auditLog;
       in
       lib.concatLists (lib.mapAttrsToList perMode userModes)
       ++ lib.mapAttrsToList (key: option: {
@@ -516,6 +835,34 @@ in
         message = "services.modeController.settings.${key} is set from services.modeController.${option}; set that instead.";
       }) setElsewhere
       ++ [
+        {
+          assertion = !(cfg.settings.idle ? threshold_secs);
+          message = "services.modeController.settings.idle.threshold_secs is set from services.modeController.idle.thresholdSecs; set that instead.";
+        }
+        {
+          # "last" reads the desired mode kept next to the audit log.
+          assertion =
+            cfg.bootMode != "last"
+            || !(lib.any (volatile: lib.hasPrefix volatile "${keptDesiredDir}/") [
+              "/run/"
+              "/tmp/"
+              "/dev/"
+            ]);
+          message = ''services.modeController: bootMode is "last", but the desired mode is kept next to the audit log, in ${keptDesiredDir}/desired, which does not survive a reboot; move settings.audit_log to a persistent directory (the default is ${defaultAuditLog}) or set bootMode = "default".'';
+        }
+        {
+          assertion = profiles == null || !profiles.desktop.enabled || displayGpu != null;
+          message = "services.modeController.settings.vllm_profiles.desktop.enabled: the desktop profile runs on every GPU but the display one; name that GPU in settings.guard_settings.gpu.display_gpu.";
+        }
+        {
+          assertion =
+            profiles == null || !profiles.desktop.enabled || displayGpu == null || lib.any (sameGpu displayGpu) profiles.gpus;
+          message = "services.modeController.settings.vllm_profiles.gpus: the display GPU ${toString displayGpu} (settings.guard_settings.gpu.display_gpu) is not in the list.";
+        }
+        {
+          assertion = profiles == null || !profiles.desktop.enabled || lib.length profiles.gpus >= 2;
+          message = "services.modeController.settings.vllm_profiles.desktop.enabled: the desktop profile needs a GPU besides the display one, and vllm_profiles.gpus lists only one.";
+        }
         {
           assertion = cfg.defaultMode != "studio-local" || cfg.capabilityPlacement.studio == "local";
           message = ''services.modeController: defaultMode is "studio-local" but capabilityPlacement.studio is "${cfg.capabilityPlacement.studio}"; the studio-local mode needs the studio on this machine (set capabilityPlacement.studio = "local" or choose another defaultMode).'';
@@ -619,10 +966,15 @@ in
       };
     };
 
-    # The boot policy: normalize to defaultMode once per boot (see the top of
-    # this file for why it cannot run again on a switch).
+    # The boot policy (`mode boot` reads boot_mode): defaultMode, or the
+    # last desired mode, once per boot (see the top of this file for why it
+    # cannot run again on a switch).
     systemd.services.mode-controller-boot = {
-      description = "Bring this machine to its default mode (${cfg.defaultMode})";
+      description =
+        if cfg.bootMode == "last" then
+          "Bring this machine to its last desired mode (else ${cfg.defaultMode})"
+        else
+          "Bring this machine to its default mode (${cfg.defaultMode})";
       documentation = [
         "man:mode(1)"
         docsUrl
@@ -634,6 +986,7 @@ in
       after = [
         "multi-user.target"
         "dbus.service"
+        "systemd-logind.service"
       ];
       before = [ "shutdown.target" ];
       conflicts = [ "shutdown.target" ];
@@ -645,7 +998,42 @@ in
       environment.MODE_REQUESTED_BY = "boot";
       serviceConfig = controllerServiceConfig // {
         RemainAfterExit = true;
-        ExecStart = "${exe} apply ${cfg.defaultMode}";
+        ExecStart = "${exe} boot";
+      };
+    };
+
+    # Idle automation: `mode idle-check` decides, and as root requests
+    # compute (recorded as requested by "idle"), waiting for the outcome.
+    # Only the timer starts it; nothing wants it, so a switch never does.
+    systemd.services.mode-idle-check = lib.mkIf cfg.idle.enable {
+      description = "Turn an unattended desktop into a compute node";
+      documentation = [
+        "man:mode(1)"
+        docsUrl
+      ];
+      after = [
+        "dbus.service"
+        "systemd-logind.service"
+      ];
+      before = [ "shutdown.target" ];
+      conflicts = [ "shutdown.target" ];
+      restartIfChanged = false;
+      serviceConfig = controllerServiceConfig // {
+        ExecStart = "${exe} idle-check";
+      };
+    };
+
+    systemd.timers.mode-idle-check = lib.mkIf cfg.idle.enable {
+      description = "Check every ${cfg.idle.interval} whether this desktop is unattended";
+      documentation = [
+        "man:mode(1)"
+        docsUrl
+      ];
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnBootSec = "5min";
+        OnUnitActiveSec = cfg.idle.interval;
+        AccuracySec = "15s";
       };
     };
 
