@@ -4,7 +4,10 @@
 # in defaultMode; desktop -> compute -> studio-local -> desktop with unit
 # states, state files and slice budgets; k3s untouched throughout; a
 # non-root request refused; `switch-to-configuration` in compute mode keeps
-# compute; a reboot from compute normalizes back to desktop.
+# compute; a reboot from compute normalizes back to desktop. A second
+# machine, `bootlast`, has `bootMode = "last"` and the idle timer: a reboot
+# from compute comes back to compute, and with the kept mode gone, to the
+# default; its idle check runs in its hardened unit and requests nothing.
 #
 # Called by the flake's checks with `module = self.nixosModules.default`;
 # on its own it imports ../../nixos-modules (which builds the package).
@@ -17,7 +20,9 @@
 pkgs.testers.runNixOSTest {
   name = "mode-controller-mode-switch";
 
-  nodes.machine =
+  # What both machines share: the module, a desktop's graphical stack
+  # without a GPU, and the stand-in workloads.
+  defaults =
     { lib, pkgs, ... }:
     let
       standIn = description: {
@@ -61,18 +66,29 @@ pkgs.testers.runNixOSTest {
       };
 
       users.users.alice.isNormalUser = true;
-
-      # A later generation that changes the units a switch could be tempted
-      # to (re)start: the targets, the display manager, the workload, the
-      # controller's configuration.
-      specialisation.changed.configuration = {
-        systemd.targets.desktop.unitConfig.X-TestGeneration = "2";
-        systemd.targets.compute.unitConfig.X-TestGeneration = "2";
-        systemd.services.display-manager.environment.TEST_GENERATION = "2";
-        systemd.services.vllm.environment.TEST_GENERATION = "2";
-        services.modeController.settings.timeouts.job_secs = 60;
-      };
     };
+
+  # A later generation that changes the units a switch could be tempted to
+  # (re)start: the targets, the display manager, the workload, the
+  # controller's configuration.
+  nodes.machine.specialisation.changed.configuration = {
+    systemd.targets.desktop.unitConfig.X-TestGeneration = "2";
+    systemd.targets.compute.unitConfig.X-TestGeneration = "2";
+    systemd.services.display-manager.environment.TEST_GENERATION = "2";
+    systemd.services.vllm.environment.TEST_GENERATION = "2";
+    services.modeController.settings.timeouts.job_secs = 60;
+  };
+
+  # Comes back in the mode it was in. The timer's first check is five
+  # minutes after boot, later than this test looks, so the test starts the
+  # check itself.
+  nodes.bootlast.services.modeController = {
+    bootMode = "last";
+    idle = {
+      enable = true;
+      thresholdSecs = 7200;
+    };
+  };
 
   testScript =
     { nodes, ... }:
@@ -192,5 +208,37 @@ pkgs.testers.runNixOSTest {
           expect_desktop()
           assert observed() == "desktop"
           expect_active("k3s.service")
+
+      machine.shutdown()
+
+      def bootlast_boots():
+          bootlast.wait_for_unit("multi-user.target")
+          bootlast.wait_for_unit("mode-controller-boot.service")
+          t = json.loads(bootlast.succeed("cat /run/mode-controller/last-transition.json"))
+          assert t["requested_by"] == "boot" and t["outcome"] in ("converged", "noop"), t
+          return bootlast.succeed("mode current").strip()
+
+      with subtest("bootMode = last: the idle check runs and requests nothing"):
+          assert bootlast_boots() == "desktop"
+          bootlast.succeed("systemctl is-active mode-idle-check.timer")
+          # Nobody at the seat, but not for idle.thresholdSecs yet.
+          bootlast.succeed("systemctl start mode-idle-check.service")
+          log = bootlast.succeed("journalctl -b -u mode-idle-check.service --no-pager -o cat")
+          assert "stay" in log and "of 7200 s" in log, log
+          assert bootlast.succeed("mode current").strip() == "desktop"
+
+      with subtest("bootMode = last: a reboot from compute comes back to compute"):
+          bootlast.succeed("mode request compute")
+          assert bootlast.succeed("cat /var/lib/mode-controller/desired").strip() == "compute"
+          bootlast.reboot()
+          assert bootlast_boots() == "compute"
+          bootlast.succeed("systemctl is-active compute.target vllm.service")
+          bootlast.fail("systemctl is-active display-manager.service")
+
+      with subtest("bootMode = last: with no kept mode, boot falls back to defaultMode"):
+          bootlast.succeed("rm /var/lib/mode-controller/desired")
+          bootlast.reboot()
+          assert bootlast_boots() == "desktop"
+          bootlast.succeed("systemctl is-active desktop.target display-manager.service")
     '';
 }
