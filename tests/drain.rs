@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Container;
+use common::{entry, Container};
 
 /// A training stand-in that writes a checkpoint and exits on SIGTERM.
 const TRAINER: &str = "systemd-run --unit=train-llama --slice=ai.slice sh -c \
@@ -15,20 +15,6 @@ fn config(c: &Container, desktop_drain: &str) {
         "/etc/mode-controller/config.json",
         &format!(r#"{{"version": 1, "modes": {{"desktop": {{"drain": {desktop_drain}}}}}}}"#),
     );
-}
-
-fn last_transition(c: &Container) -> serde_json::Value {
-    serde_json::from_str(&c.read("/run/mode-controller/last-transition.json")).unwrap()
-}
-
-fn drain_jobs_step(t: &serde_json::Value) -> serde_json::Value {
-    t["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["action"] == "drain-jobs")
-        .cloned()
-        .unwrap_or_else(|| panic!("no drain-jobs step: {t}"))
 }
 
 #[test]
@@ -46,7 +32,7 @@ fn leaving_compute_checkpoints_a_training_job_and_stops_it() {
         "the checkpoint was written"
     );
     assert_ne!(c.state("train-llama.service"), "active");
-    let job = drain_jobs_step(&last_transition(&c))["jobs"][0].clone();
+    let job = entry(&c.last_transition(), "steps", "action", "drain-jobs")["jobs"][0].clone();
     assert_eq!(job["unit"], "train-llama.service");
     assert_eq!(job["outcome"], "checkpointed");
     assert_eq!(job["pids"][0].to_string(), pid);
@@ -88,7 +74,7 @@ fn a_job_that_ignores_every_signal_is_killed_after_its_stop_timeout_and_recorded
     let r = c.mode("request desktop");
     assert_eq!(r.code, 0, "{r:?}");
     assert_ne!(c.state("stubborn.service"), "active");
-    let job = drain_jobs_step(&last_transition(&c))["jobs"][0].clone();
+    let job = entry(&c.last_transition(), "steps", "action", "drain-jobs")["jobs"][0].clone();
     assert_eq!(job["unit"], "stubborn.service");
     assert_eq!(job["outcome"], "killed", "{job}");
 }
@@ -109,7 +95,7 @@ fn the_wait_policy_gives_up_after_its_timeout_and_rolls_back_to_compute() {
     );
     assert_eq!(c.state("train-llama.service"), "active", "left running");
     assert_eq!(c.mode("current").stdout.trim(), "compute");
-    let job = drain_jobs_step(&last_transition(&c))["jobs"][0].clone();
+    let job = entry(&c.last_transition(), "steps", "action", "drain-jobs")["jobs"][0].clone();
     assert_eq!(job["outcome"], "left-running");
 }
 
@@ -136,13 +122,7 @@ fn vllm_is_drained_before_it_stops_once_its_requests_finish() {
     let r = c.mode("request desktop --json");
     assert_eq!(r.code, 0, "{r:?}");
     let _ = finisher.wait_with_output();
-    let step = r.json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["action"] == "drain-vllm")
-        .cloned()
-        .unwrap();
+    let step = entry(&r.json(), "steps", "action", "drain-vllm");
     let note = step["note"].as_str().unwrap();
     assert!(note.starts_with("drained in"), "{note}");
     assert!(
@@ -159,13 +139,7 @@ fn the_vllm_drain_timeout_is_honoured_and_recorded() {
     start_vllm_standin(&c, 5);
     let r = c.mode("request desktop --json");
     assert_eq!(r.code, 0, "{r:?}");
-    let step = r.json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["action"] == "drain-vllm")
-        .cloned()
-        .unwrap();
+    let step = entry(&r.json(), "steps", "action", "drain-vllm");
     let note = step["note"].as_str().unwrap();
     assert!(note.contains("drain timeout after 1 s"), "{note}");
     assert!(note.contains("5 running"), "{note}");

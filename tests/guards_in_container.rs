@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Container;
+use common::{entry, Container};
 
 /// A configuration where /dev/full (1:7) stands in for the display GPU.
 const STAND_IN_GPU: &str = r#"{
@@ -48,22 +48,11 @@ fn rolls_back_to_desktop_when_a_display_process_keeps_the_gpu_after_teardown() {
         "the holder was not killed"
     );
 
-    let t: serde_json::Value =
-        serde_json::from_str(&c.read("/run/mode-controller/last-transition.json")).unwrap();
-    let pre = t["guards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == "gpu_display_released")
-        .unwrap();
+    let t = c.last_transition();
+    let pre = entry(&t, "guards", "name", "gpu_display_released");
     assert_eq!(pre["severity"], "soft", "the pre-check only warned");
     assert_eq!(pre["outcome"], "fail");
-    let check = t["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["action"] == "check")
-        .unwrap();
+    let check = entry(&t, "steps", "action", "check");
     assert_eq!(check["outcome"], "failed");
     assert!(
         check["error"].as_str().unwrap().contains("sleep"),

@@ -101,8 +101,7 @@ fn idle_greeter_past_the_threshold_promotes_to_compute_as_idle() {
     assert_eq!(j["transition"]["outcome"], "converged", "{j:#}");
     assert_eq!(j["transition"]["requested_by"], "idle");
     assert_eq!(c.mode("current").stdout.trim(), "compute");
-    let t: serde_json::Value =
-        serde_json::from_str(&c.read("/run/mode-controller/last-transition.json")).unwrap();
+    let t = c.last_transition();
     assert_eq!(t["requested_by"], "idle");
     assert_eq!(t["to"], "compute");
 

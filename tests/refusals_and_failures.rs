@@ -62,8 +62,7 @@ fn refuses_compute_while_wayland_session_active() {
     assert!(line.contains("log out"), "says what to do: {line}");
 
     assert_eq!(units_snapshot(&c), before, "nothing changed");
-    let t: serde_json::Value =
-        serde_json::from_str(&c.read("/run/mode-controller/last-transition.json")).unwrap();
+    let t = c.last_transition();
     assert_eq!(t["outcome"], "refused");
     assert_eq!(t["steps"].as_array().unwrap().len(), 0);
     let g: serde_json::Value =
@@ -121,8 +120,7 @@ fn rolls_back_to_desktop_when_workload_fails_to_start() {
     assert_eq!(c.state("compute.target"), "inactive");
     assert_eq!(c.mode("current").stdout.trim(), "desktop");
     assert_eq!(c.read("/run/mode-controller/current"), "desktop\n");
-    let t: serde_json::Value =
-        serde_json::from_str(&c.read("/run/mode-controller/last-transition.json")).unwrap();
+    let t = c.last_transition();
     assert_eq!(t["outcome"], "failed");
     assert!(
         t["error"].as_str().unwrap().contains("vllm.service"),

@@ -47,8 +47,7 @@ fn desktop_to_compute_and_back_converges_and_records_per_contract() {
     assert_eq!(c.read("/run/mode-controller/current"), "compute\n");
     assert_eq!(k3s_pid(&c), k3s, "k3s kept running");
 
-    let t: serde_json::Value =
-        serde_json::from_str(&c.read("/run/mode-controller/last-transition.json")).unwrap();
+    let t = c.last_transition();
     assert_eq!(t["from"], "desktop");
     assert_eq!(t["to"], "compute");
     assert_eq!(t["outcome"], "converged");

@@ -304,6 +304,12 @@ impl Container {
         self.sh(&format!("cat {path}")).stdout
     }
 
+    /// `last-transition.json`, parsed.
+    pub fn last_transition(&self) -> serde_json::Value {
+        let text = self.read("/run/mode-controller/last-transition.json");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("no transition record ({e}): {text}"))
+    }
+
     /// Open a graphical-looking logind session for `nobody`; returns its id.
     pub fn open_wayland_session(&self) -> String {
         let r = self.sh(
@@ -360,4 +366,14 @@ fn remove_cgroup(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
+}
+
+/// The entry of the array `doc[list]` whose `key` is `value`: a step by its
+/// action, a guard by its name.
+pub fn entry(doc: &serde_json::Value, list: &str, key: &str, value: &str) -> serde_json::Value {
+    doc[list]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e[key] == value))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {list} entry with {key} {value}: {doc}"))
 }
