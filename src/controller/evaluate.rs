@@ -11,8 +11,8 @@ use mode_guards::{
 };
 
 use crate::clock::Stamp;
-use crate::config::{GuardSeverity, JobPolicy};
-use crate::mode::ObservedMode;
+use crate::config::{Config, GuardSeverity, JobPolicy};
+use crate::mode::{Mode, ObservedMode};
 use crate::plan::Plan;
 use crate::systemd::Bus;
 
@@ -47,6 +47,33 @@ fn unavailable(name: &str, severity: Severity) -> GuardResult {
     }
 }
 
+/// How `name`, configured as `configured` for the target mode, counts for
+/// this transition (`None`: off). Two guards are hard whatever the target
+/// configures, because of where the machine comes from: `audio_idle` when it
+/// leaves the studio (a recording must not be cut), and `user_jobs_safe` when
+/// it leaves compute with the `refuse` job policy.
+fn severity_for(
+    name: &str,
+    configured: GuardSeverity,
+    plan: &Plan,
+    config: &Config,
+) -> Option<Severity> {
+    let leaving = |mode| plan.from == ObservedMode::from(mode);
+    let forced_hard = match name {
+        "audio_idle" => leaving(Mode::StudioLocal),
+        "user_jobs_safe" => {
+            leaving(Mode::Compute) && config.mode(plan.to).drain.jobs == JobPolicy::Refuse
+        }
+        _ => false,
+    };
+    match configured {
+        GuardSeverity::Off => None,
+        _ if forced_hard => Some(Severity::Hard),
+        GuardSeverity::Hard => Some(Severity::Hard),
+        GuardSeverity::Soft => Some(Severity::Soft),
+    }
+}
+
 /// Evaluate every guard configured for `plan.to`.
 pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardReport, Error> {
     let settings = &ctx.config.guard_settings;
@@ -54,15 +81,9 @@ pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardRepo
     let externals = external(settings);
     let mut runnable = Vec::new();
     let mut missing = Vec::new();
-    let mode = ctx.config.mode(plan.to);
-    // With the `refuse` policy, running user jobs block leaving compute.
-    let refuse_jobs = plan.from == ObservedMode::Compute && mode.drain.jobs == JobPolicy::Refuse;
-    for (name, severity) in &mode.guards {
-        let severity = match severity {
-            GuardSeverity::Off => continue,
-            _ if refuse_jobs && name == "user_jobs_safe" => Severity::Hard,
-            GuardSeverity::Hard => Severity::Hard,
-            GuardSeverity::Soft => Severity::Soft,
+    for (name, configured) in &ctx.config.mode(plan.to).guards {
+        let Some(severity) = severity_for(name, *configured, plan, &ctx.config) else {
+            continue;
         };
         let guard = builtin(name, settings, &roots)
             .or_else(|| externals.iter().find(|g| g.name() == name).cloned());
@@ -94,5 +115,57 @@ pub fn verify(ctx: &Context, guard: &str) -> GuardResult {
             .pop()
             .unwrap_or_else(|| unavailable(guard, Severity::Hard)),
         None => unavailable(guard, Severity::Hard),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::defaults;
+    use crate::plan::plan;
+
+    fn severity(name: &str, from: Mode, to: Mode, config: &Config) -> Option<Severity> {
+        let p = plan(from.into(), to, config);
+        severity_for(name, config.mode(to).guards[name], &p, config)
+    }
+
+    #[test]
+    fn audio_idle_is_hard_when_leaving_the_studio_and_soft_from_desktop() {
+        let c = defaults();
+        assert_eq!(
+            severity("audio_idle", Mode::StudioLocal, Mode::Compute, &c),
+            Some(Severity::Hard)
+        );
+        assert_eq!(
+            severity("audio_idle", Mode::Desktop, Mode::Compute, &c),
+            Some(Severity::Soft)
+        );
+    }
+
+    #[test]
+    fn user_jobs_safe_is_hard_only_with_the_refuse_policy() {
+        let mut c = defaults();
+        assert_eq!(
+            severity("user_jobs_safe", Mode::Compute, Mode::Desktop, &c),
+            Some(Severity::Soft)
+        );
+        c.modes.desktop.drain.jobs = JobPolicy::Refuse;
+        assert_eq!(
+            severity("user_jobs_safe", Mode::Compute, Mode::Desktop, &c),
+            Some(Severity::Hard)
+        );
+    }
+
+    #[test]
+    fn off_stays_off_even_where_it_would_be_forced() {
+        let mut c = defaults();
+        c.modes
+            .compute
+            .guards
+            .insert("audio_idle".into(), GuardSeverity::Off);
+        assert_eq!(
+            severity("audio_idle", Mode::StudioLocal, Mode::Compute, &c),
+            None
+        );
     }
 }
