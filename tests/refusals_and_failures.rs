@@ -46,6 +46,8 @@ fn refuses_compute_while_wayland_session_active() {
     let c = Container::boot();
     let session = c.open_wayland_session();
     let before = units_snapshot(&c);
+    // A stale record (say from before a crash) is corrected by what is observed.
+    c.write("/run/mode-controller/current", "compute\n");
 
     let r = c.mode("request compute");
     assert_eq!(r.code, 3, "{r:?}");
@@ -62,6 +64,7 @@ fn refuses_compute_while_wayland_session_active() {
     assert!(line.contains("log out"), "says what to do: {line}");
 
     assert_eq!(units_snapshot(&c), before, "nothing changed");
+    assert_eq!(c.read("/run/mode-controller/current"), "desktop\n");
     let t = c.last_transition();
     assert_eq!(t["outcome"], "refused");
     assert_eq!(t["steps"].as_array().unwrap().len(), 0);

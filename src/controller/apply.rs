@@ -104,7 +104,8 @@ pub async fn apply(
         if !blockers.is_empty() {
             record.outcome = TransitionOutcome::Refused;
             record.error = Some(blockers.join("; "));
-            recorded.unwrap_or(before.mode)
+            // Nothing changed: the machine is where it was observed to be.
+            before.mode
         } else {
             let (steps, result) = converge(ctx, bus, &the_plan.steps, to).await;
             record.steps = steps;
