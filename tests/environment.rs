@@ -93,3 +93,29 @@ fn completions_and_man_page_are_generated() {
         "roff"
     );
 }
+
+#[test]
+fn a_masked_transition_unit_is_exit_7_and_the_desired_mode_is_put_back() {
+    let c = Container::boot();
+    assert_eq!(c.mode("request studio-local").code, 0);
+    assert_eq!(
+        c.sh("systemctl mask --runtime mode-controller@compute.service")
+            .code,
+        0
+    );
+    let r = c.mode("request compute");
+    assert_eq!(r.code, 7, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("mode-controller@compute.service cannot be started"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("docs/install.md"), "{}", r.stderr);
+    assert_eq!(
+        c.read("/run/mode-controller/desired"),
+        "studio-local\n",
+        "the wish that could not run is not left behind"
+    );
+    assert_eq!(c.mode("current").stdout.trim(), "studio-local");
+}

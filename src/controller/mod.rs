@@ -46,7 +46,11 @@ impl Error {
             Error::State(StateError::Busy(_)) => 5,
             Error::State(StateError::Corrupt { .. }) => 7,
             Error::State(StateError::Io { .. }) => 1,
-            Error::Systemd(SystemdError::NotInit | SystemdError::Unreachable(_)) => 7,
+            Error::Systemd(
+                SystemdError::NotInit
+                | SystemdError::Unreachable(_)
+                | SystemdError::NotInstalled { .. },
+            ) => 7,
             Error::Systemd(_) => 1,
             Error::NotPermitted(_) => 6,
             Error::TimedOut(_) => 8,

@@ -59,8 +59,14 @@ pub async fn request_as(
     ctx.state.set_request_note(mode, by)?;
     let unit = unit_for(mode);
 
+    // Until the unit has run, a failure means the wish did not happen: put
+    // back the desired mode it replaced.
+    let undo = |e: Error| match restore_desired(ctx, mode, previous) {
+        Ok(()) => e,
+        Err(restore) => restore,
+    };
     if !wait {
-        let job = bus.enqueue_start(&unit).await?;
+        let job = bus.enqueue_start(&unit).await.map_err(|e| undo(e.into()))?;
         return Ok(RequestOutcome::Queued { unit, job });
     }
     let job = match bus.run_job(&unit, JobKind::Start, timeout).await {
@@ -71,7 +77,7 @@ pub async fn request_as(
                 timeout.as_secs()
             )))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(undo(e.into())),
     };
     let exit = if job.result == "done" {
         0
@@ -80,13 +86,8 @@ pub async fn request_as(
         u8::try_from(status).ok().filter(|c| *c != 0).unwrap_or(1)
     };
     if exit == 5 {
-        // Another transition won the lock: our wish did not happen, so put
-        // back the desired mode we replaced (unless someone changed it since).
-        if ctx.state.desired().unwrap_or(None) == Some(mode) {
-            if let Some(prev) = previous {
-                ctx.state.set_desired(prev)?;
-            }
-        }
+        // Another transition won the lock: our wish did not happen either.
+        restore_desired(ctx, mode, previous)?;
     }
     // The record is ours only if it was written for this mode after we asked.
     let record = ctx
@@ -95,4 +96,14 @@ pub async fn request_as(
         .filter(|r| r.to == mode.word() && r.started_at >= asked_at.rfc3339())
         .map(Box::new);
     Ok(RequestOutcome::Finished { record, exit })
+}
+
+/// Put back the desired mode a request replaced (the default when there was
+/// none), unless someone has changed it since.
+fn restore_desired(ctx: &Context, ours: Mode, previous: Option<Mode>) -> Result<(), Error> {
+    if ctx.state.desired().unwrap_or(None) == Some(ours) {
+        ctx.state
+            .set_desired(previous.unwrap_or(ctx.config.default_mode))?;
+    }
+    Ok(())
 }

@@ -77,7 +77,7 @@ impl Bus {
             .manager
             .enqueue_unit_job(unit.to_string(), kind.word().into(), "replace".into())
             .await
-            .map_err(|e| SystemdError::call(format!("{} {unit}", kind.word()), e))?;
+            .map_err(|e| enqueue_error(unit, kind, e))?;
 
         let mut waiting: BTreeMap<u32, String> = affected.into_iter().map(|a| (a.0, a.2)).collect();
         waiting.insert(job_id, unit.to_string());
@@ -125,7 +125,23 @@ impl Bus {
             .manager
             .enqueue_unit_job(unit.to_string(), "start".into(), "replace".into())
             .await
-            .map_err(|e| SystemdError::call(format!("start {unit}"), e))?;
+            .map_err(|e| enqueue_error(unit, JobKind::Start, e))?;
         Ok(job_id)
+    }
+}
+
+/// A unit that is not installed, or masked, is an environment problem worth
+/// its own words; anything else is a failed call.
+fn enqueue_error(unit: &str, kind: JobKind, e: zbus::Error) -> SystemdError {
+    match &e {
+        zbus::Error::MethodError(name, detail, _)
+            if name.as_str().ends_with(".NoSuchUnit") || name.as_str().ends_with(".UnitMasked") =>
+        {
+            SystemdError::NotInstalled {
+                unit: unit.to_string(),
+                detail: detail.clone().unwrap_or_else(|| name.to_string()),
+            }
+        }
+        _ => SystemdError::call(format!("{} {unit}", kind.word()), e),
     }
 }

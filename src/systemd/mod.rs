@@ -22,6 +22,10 @@ pub enum SystemdError {
     Unreachable(String),
     #[error("D-Bus call {call} failed: {detail}")]
     Call { call: String, detail: String },
+    #[error(
+        "{unit} cannot be started: {detail}; install the units (docs/install.md) or unmask it"
+    )]
+    NotInstalled { unit: String, detail: String },
     #[error("{unit}: no job result within {secs} s")]
     JobTimeout { unit: String, secs: u64 },
 }
