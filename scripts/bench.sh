@@ -9,9 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/container.sh
-container_prerequisites
-cargo build --release --quiet
-container_boot "$PWD/target/release/mode"
+container_start_release
 status_runs=${1:-200} switch_rounds=${2:-20}
 
 units="desktop.target compute.target graphical.target studio-local-policy.service audio-priority.service display-manager.service k3s.service"

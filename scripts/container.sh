@@ -51,6 +51,14 @@ container_teardown() {
   rm -rf "/run/systemd/nspawn/propagate/$CT_NAME" "$CT_UNITS"
 }
 
+# Everything demo.sh and bench.sh need first: prerequisites, a release
+# build, and a booted container running it.
+container_start_release() {
+  container_prerequisites
+  cargo build --release --quiet
+  container_boot "$PWD/target/release/mode"
+}
+
 container_prerequisites() {
   [ "$(id -u)" = 0 ] || { echo "$0: run as root (it boots a container): sudo $0" >&2; exit 6; }
   local need=()

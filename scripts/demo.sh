@@ -6,9 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/container.sh
-container_prerequisites
-cargo build --release --quiet
-container_boot "$PWD/target/release/mode"
+container_start_release
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; inside "$@"; }
 echo "A container with systemd $(inside systemctl --version | head -1 | cut -d' ' -f2) is up, in desktop mode."

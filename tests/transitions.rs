@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Container;
+use common::{step_words, Container};
 
 fn k3s_pid(c: &Container) -> String {
     let pid = c.prop("k3s.service", "MainPID");
@@ -198,19 +198,7 @@ fn compute_to_studio_goes_through_desktop() {
     assert_eq!(c.mode("request compute").code, 0);
     let r = c.mode("request studio-local --json");
     assert_eq!(r.code, 0, "{r:?}");
-    let steps: Vec<String> = r.json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["action"] != "set-budget")
-        .map(|s| {
-            format!(
-                "{} {}",
-                s["action"].as_str().unwrap(),
-                s["unit"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let steps = step_words(&r.json());
     assert_eq!(
         steps,
         [

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Container;
+use common::{step_words, Container};
 
 const PROFILES: &str = r#"{
   "version": 1,
@@ -35,18 +35,7 @@ fn each_mode_runs_its_vllm_profile_on_its_gpus() {
     let r = c.mode("request compute --json");
     assert_eq!(r.code, 0, "{r:?}");
     let t = r.json();
-    let actions: Vec<String> = t["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            format!(
-                "{} {}",
-                s["action"].as_str().unwrap(),
-                s["unit"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let actions = step_words(&t);
     let drained = actions
         .iter()
         .position(|a| a == "drain-vllm vllm@desktop.service")

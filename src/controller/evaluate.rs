@@ -26,8 +26,21 @@ fn roots(ctx: &Context) -> Roots {
 async fn gather(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<Facts, Error> {
     let settings = &ctx.config.guard_settings;
     let mut facts = Facts::new(plan.to.word());
-    facts.units_to_start = bus.unit_states(&plan.units_to_start()).await?;
-    facts.unit_states = bus.unit_states(&settings.units_of_interest()).await?;
+    // One ListUnitsByNames call for both lists.
+    let to_start = plan.units_to_start();
+    let of_interest = settings.units_of_interest();
+    let states = bus
+        .unit_states(&[to_start.clone(), of_interest.clone()].concat())
+        .await?;
+    let pick = |names: &[String]| {
+        states
+            .iter()
+            .filter(|u| names.contains(&u.unit))
+            .cloned()
+            .collect()
+    };
+    facts.units_to_start = pick(&to_start);
+    facts.unit_states = pick(&of_interest);
     facts.sessions = bus.sessions().await.map_err(|e| e.to_string());
     facts.slice_units = bus
         .slice_units(&settings.ai_slice.slice)

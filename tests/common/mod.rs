@@ -377,3 +377,24 @@ pub fn entry(doc: &serde_json::Value, list: &str, key: &str, value: &str) -> ser
         .cloned()
         .unwrap_or_else(|| panic!("no {list} entry with {key} {value}: {doc}"))
 }
+
+/// The steps of a transition record as `"action unit"`, in order, leaving
+/// out the budget steps (every switch has three).
+pub fn step_words(record: &serde_json::Value) -> Vec<String> {
+    record["steps"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .filter(|s| s["action"] != "set-budget")
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        s["action"].as_str().unwrap_or("?"),
+                        s["unit"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
