@@ -69,4 +69,8 @@ container_prerequisites() {
     apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
   fi
   scripts/make-test-root.sh
+  local recipe
+  for recipe in tests/real-stack/*.sh; do
+    scripts/make-real-root.sh "$(basename "$recipe" .sh)"
+  done
 }

@@ -27,6 +27,19 @@ fn test_root() -> PathBuf {
     root
 }
 
+/// The root with real programs that `scripts/make-real-root.sh NAME` built
+/// from the recipe tests/real-stack/NAME.sh.
+fn real_root(name: &str) -> PathBuf {
+    let dir = std::env::var("MODE_REAL_ROOT_DIR").unwrap_or_else(|_| "/var/tmp".into());
+    let root = PathBuf::from(dir).join(format!("mode-controller-root-{name}"));
+    assert!(
+        root.join(".complete").exists(),
+        "no real-stack root at {}: run scripts/make-real-root.sh {name} first (as root)",
+        root.display()
+    );
+    root
+}
+
 /// What a command inside the container printed and returned.
 #[derive(Debug)]
 pub struct Run {
@@ -103,12 +116,20 @@ impl Container {
     /// container's systemd, given after the defaults so that a later
     /// `systemd.unit=` wins.
     pub fn boot_with(nspawn_args: &[String], init_args: &[String]) -> Container {
+        Self::boot_in(test_root(), nspawn_args, init_args)
+    }
+
+    /// Boot the real-stack root NAME (tests/real-stack/NAME.sh) the same way.
+    pub fn boot_real(name: &str, nspawn_args: &[String], init_args: &[String]) -> Container {
+        Self::boot_in(real_root(name), nspawn_args, init_args)
+    }
+
+    fn boot_in(root: PathBuf, nspawn_args: &[String], init_args: &[String]) -> Container {
         let name = format!(
             "mc{}x{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        let root = test_root();
         let units = unit_dir();
         let cgroups: Vec<PathBuf> = ["unified", "systemd"]
             .iter()
@@ -126,6 +147,9 @@ impl Container {
             "--volatile=overlay",
             "-b",
             "--console=pipe",
+            // Its own network namespace (with its own loopback), so tests that
+            // run at once never bind or reach each other's ports.
+            "--private-network",
         ])
         .arg(format!("-D{}", root.display()))
         .arg(format!("-M{name}"))
