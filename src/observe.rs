@@ -161,6 +161,7 @@ mod tests {
                 .into(),
                 sub_state: "x".into(),
                 load_state: "loaded".into(),
+                id: name.clone(),
                 unit: name,
             })
             .collect()

@@ -50,9 +50,16 @@ pub fn status(s: &Status) -> String {
     if let Some(t) = &s.last_transition {
         let _ = writeln!(out, "last:       {}", transition_summary(t));
     }
+    if let (Some(at), Some(target)) = (&s.blocking_as_of, &s.blocking_target) {
+        let _ = writeln!(
+            out,
+            "blocked:    the request for {target} was refused; as of {at} (`mode dry-run {target}` checks again):"
+        );
+    }
     for g in &s.blocking_guards {
         let _ = writeln!(out, "blocking:   {}: {}", g.name, g.reason);
     }
+    let _ = writeln!(out, "display:    {}", s.display_manager);
     let placement: Vec<String> = s
         .capability_placement
         .as_object()

@@ -41,6 +41,7 @@ async fn gather(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<Facts, Error> {
     };
     facts.units_to_start = pick(&to_start);
     facts.unit_states = pick(&of_interest);
+    facts.capability_placement = ctx.config.placement_document();
     facts.sessions = bus.sessions().await.map_err(|e| e.to_string());
     facts.slice_units = bus
         .slice_units(&settings.ai_slice.slice)

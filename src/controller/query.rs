@@ -13,7 +13,7 @@ use crate::config::SliceBudget;
 use crate::mode::{Mode, ObservedMode};
 use crate::observe::Observation;
 use crate::plan::{plan, Plan};
-use crate::state::{LockHolder, TransitionRecord};
+use crate::state::{LockHolder, TransitionOutcome, TransitionRecord};
 use crate::systemd::Bus;
 
 use super::evaluate::evaluate;
@@ -29,8 +29,16 @@ pub struct Status {
     pub current: Option<ObservedMode>,
     pub lock: Option<LockHolder>,
     pub last_transition: Option<TransitionRecord>,
+    /// The blockers of the last refusal, when that is the last transition;
+    /// they were true when evaluated (`blocking_as_of`, for
+    /// `blocking_target`), and `mode dry-run` checks them again.
     pub blocking_guards: Vec<GuardResult>,
+    pub blocking_as_of: Option<String>,
+    pub blocking_target: Option<String>,
+    /// Where each capability runs, derived from the configuration now.
     pub capability_placement: serde_json::Value,
+    /// The display manager the modes start and stop, in words.
+    pub display_manager: String,
     /// The budget each slice has now, read back from systemd.
     pub budgets: BTreeMap<String, SliceBudget>,
     /// State files that could not be read, each naming the file.
@@ -69,11 +77,19 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
         }
     };
     let last_transition = keep(&mut problems, ctx.state.last_transition());
-    let blocking_guards = keep(&mut problems, ctx.state.last_guards())
-        .map(|r: GuardReport| r.blockers().cloned().collect())
-        .unwrap_or_default();
-    let capability_placement = keep(&mut problems, ctx.state.placement())
-        .unwrap_or_else(|| ctx.config.placement_document());
+    let report: Option<GuardReport> = keep(&mut problems, ctx.state.last_guards());
+    let refused_last = last_transition
+        .as_ref()
+        .filter(|t| t.outcome == TransitionOutcome::Refused);
+    let (blocking_guards, blocking_as_of, blocking_target) = match (report, refused_last) {
+        // The report of that very refusal: it was evaluated after it began.
+        (Some(r), Some(t)) if r.target == t.to && r.evaluated_at >= t.started_at => {
+            let blockers = r.blockers().cloned().collect();
+            (blockers, Some(r.evaluated_at), Some(r.target))
+        }
+        _ => (vec![], None, None),
+    };
+    let capability_placement = ctx.config.placement_document();
     let slices = ctx.config.budgeted_slices();
     let read = join_all(slices.iter().map(|s| bus.slice_budget(s))).await;
     let mut budgets = BTreeMap::new();
@@ -88,7 +104,10 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
         lock,
         last_transition,
         blocking_guards,
+        blocking_as_of,
+        blocking_target,
         capability_placement,
+        display_manager: ctx.display_manager_words(),
         budgets,
         problems,
     })
