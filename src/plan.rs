@@ -277,6 +277,27 @@ pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
     Plan { from, to, steps }
 }
 
+/// `plan`, clearing drift first: outside compute, every compute workload in
+/// `strays` is stopped (a vLLM unit drained before it stops), so a request
+/// for the mode the machine is in makes it that mode again.
+pub fn plan_clearing(from: ObservedMode, to: Mode, config: &Config, strays: &[String]) -> Plan {
+    let mut p = plan(from, to, config);
+    if to == Mode::Compute || strays.is_empty() {
+        return p;
+    }
+    let vllm = config.vllm_units();
+    let timeout_secs = config.mode(to).drain.vllm_timeout_secs;
+    let clear = strays.iter().flat_map(|unit| {
+        let drain = vllm.contains(unit).then(|| Step::DrainVllm {
+            unit: unit.clone(),
+            timeout_secs,
+        });
+        drain.into_iter().chain([Step::Stop { unit: unit.clone() }])
+    });
+    p.steps = clear.chain(p.steps).collect();
+    p
+}
+
 /// The moves, then (when they start anything) the settle step that checks
 /// what they started stays up and gets ready.
 fn settle(config: &Config, to: Mode, mut moves: Vec<Step>) -> Vec<Step> {
@@ -565,5 +586,19 @@ mod tests {
             last.contains("vllm.service must also answer its readiness check"),
             "{last}"
         );
+    }
+
+    #[test]
+    fn clearing_drift_drains_and_stops_a_stray_vllm_outside_compute_only() {
+        let strays = ["vllm.service".to_string()];
+        let p = plan_clearing(ObservedMode::Desktop, Mode::Desktop, &defaults(), &strays);
+        let actions: Vec<String> = p
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.action(), s.unit()))
+            .collect();
+        assert_eq!(actions, ["drain-vllm vllm.service", "stop vllm.service"]);
+        let p = plan_clearing(ObservedMode::Desktop, Mode::Compute, &defaults(), &strays);
+        assert_eq!(p, run(Mode::Desktop, Mode::Compute));
     }
 }

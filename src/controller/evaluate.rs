@@ -116,6 +116,20 @@ pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardRepo
     })
 }
 
+/// Whether the display GPU is held now, checked once (for drift in
+/// compute): the holders in one sentence, or `None` when it is free or
+/// cannot be checked (no GPU, or not root).
+pub fn display_gpu_holders(ctx: &Context) -> Option<String> {
+    let settings = &ctx.config.guard_settings;
+    let guard = builtin("gpu_display_released", settings, &roots(ctx))?;
+    let result = evaluate_all(
+        vec![(guard, Severity::Hard)],
+        Arc::new(Facts::new("compute")),
+    )
+    .pop()?;
+    (result.outcome == Outcome::Fail).then_some(result.reason)
+}
+
 /// A plan's post-teardown check: the named guard, evaluated as hard, in the
 /// form that waits for its condition (the display GPU's release polls).
 pub fn verify(ctx: &Context, guard: &str) -> GuardResult {

@@ -15,8 +15,9 @@ mod steps;
 use mode_guards::UnitState;
 
 use crate::config::{Config, ConfigError, DisplayManager, DISPLAY_MANAGER};
+use crate::mode::Mode;
 use crate::mode::ObservedMode;
-use crate::observe::{classify, Observation};
+use crate::observe::{classify, drift, DriftFacts, Observation};
 use crate::state::{LockHolder, StateDir, StateError};
 use crate::systemd::{Bus, SystemdError};
 
@@ -143,7 +144,45 @@ impl Context {
         recorded: Option<ObservedMode>,
     ) -> Result<Observation, Error> {
         let units = bus.unit_states(&self.config.managed_units()).await?;
-        Ok(classify(units, &self.config, lock, recorded))
+        let mut observed = classify(units, &self.config, lock, recorded);
+        observed.drift = drift(
+            observed.mode,
+            &self.drift_facts(bus, observed.mode).await?,
+            &self.config,
+        );
+        Ok(observed)
+    }
+
+    /// Read what drift of `mode` is judged by: outside compute, the state of
+    /// compute's workloads; in compute, the logind sessions.
+    async fn drift_facts(&self, bus: &Bus, mode: ObservedMode) -> Result<DriftFacts, Error> {
+        let mut facts = DriftFacts::default();
+        match mode.as_mode() {
+            Some(Mode::Compute) => facts.sessions = bus.sessions().await?,
+            Some(_) => {
+                facts.workloads = bus.unit_states(&self.compute_workloads(bus).await?).await?
+            }
+            None => {}
+        }
+        Ok(facts)
+    }
+
+    /// Compute's workloads: the vLLM units and the services compute's
+    /// target wants, except what must keep running in every mode.
+    pub async fn compute_workloads(&self, bus: &Bus) -> Result<Vec<String>, Error> {
+        let mut units = self.config.vllm_units();
+        for u in bus
+            .unit_dependencies(&self.config.modes.compute.target)
+            .await?
+        {
+            if u.ends_with(".service")
+                && !units.contains(&u)
+                && !self.config.keep_running.contains(&u)
+            {
+                units.push(u);
+            }
+        }
+        Ok(units)
     }
 }
 

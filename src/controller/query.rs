@@ -11,8 +11,8 @@ use mode_guards::{GuardReport, GuardResult};
 
 use crate::config::SliceBudget;
 use crate::mode::{Mode, ObservedMode};
-use crate::observe::Observation;
-use crate::plan::{plan, Plan};
+use crate::observe::{Drift, Observation};
+use crate::plan::{plan_clearing, Plan};
 use crate::state::{LockHolder, TransitionOutcome, TransitionRecord};
 use crate::systemd::Bus;
 
@@ -67,7 +67,19 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
     let mut problems = Vec::new();
     let lock = ctx.state.lock_holder();
     let current = keep(&mut problems, ctx.state.current());
-    let observed = ctx.observe(bus, lock.as_ref(), current).await?;
+    let mut observed = ctx.observe(bus, lock.as_ref(), current).await?;
+    if observed.mode == ObservedMode::Compute {
+        if let Some(holders) = super::evaluate::display_gpu_holders(ctx) {
+            observed.drift.push(Drift {
+                kind: "gpu-holder",
+                unit: None,
+                evidence: format!("the display GPU is held in compute: {holders}"),
+                clears:
+                    "the holder exits or is stopped by its owner; the controller never kills it"
+                        .into(),
+            });
+        }
+    }
     let (desired, desired_source) = match ctx.state.desired() {
         Ok(Some(m)) => (Some(m), "recorded"),
         Ok(None) => (Some(ctx.config.default_mode), "default"),
@@ -126,7 +138,7 @@ pub async fn dry_run(ctx: &Context, bus: &Bus, to: Mode) -> Result<DryRun, Error
     let lock = ctx.state.lock_holder();
     let recorded = ctx.state.current().unwrap_or(None);
     let observed = ctx.observe(bus, lock.as_ref(), recorded).await?;
-    let the_plan = plan(observed.mode, to, &ctx.config);
+    let the_plan = plan_clearing(observed.mode, to, &ctx.config, &observed.strays());
     let guards = if the_plan.is_noop() {
         GuardReport {
             evaluated_at: crate::clock::Stamp::now().rfc3339(),
