@@ -23,7 +23,10 @@ fn the_slurm_example_is_valid_and_turns_the_integration_on() {
     let doc = check("slurm.json");
     let slurm = &doc["config"]["integrations"]["slurm"];
     assert_eq!(slurm["when_unreachable"], "warn");
-    assert_eq!(doc["config"]["modes"]["desktop"]["drain"]["checkpoint_signal"], "SIGUSR1");
+    assert_eq!(
+        doc["config"]["modes"]["desktop"]["drain"]["checkpoint_signal"],
+        "SIGUSR1"
+    );
 }
 
 #[test]

@@ -40,7 +40,9 @@ fn a_hook_gets_the_transition_on_stdin_and_its_words_land_in_the_record() {
     assert_eq!(told["requested_by"], "cli uid=0");
     // Only for its modes: the way back runs no hook.
     let r = c.mode("--json request desktop");
-    assert!(!common::step_words(&r.json()).iter().any(|s| s.starts_with("exec")));
+    assert!(!common::step_words(&r.json())
+        .iter()
+        .any(|s| s.starts_with("exec")));
 }
 
 #[test]
@@ -49,13 +51,21 @@ fn a_failing_or_hanging_hook_rolls_the_switch_back_naming_it() {
     hook(&c, "picky", "echo lab says no >&2; exit 2", 5);
     let r = c.mode("request compute");
     assert_eq!(r.code, 4, "{r:?}");
-    assert!(r.stderr.contains("exec picky: picky exited 2: lab says no"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("exec picky: picky exited 2: lab says no"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(c.mode("current").stdout.trim(), "desktop");
 
     hook(&c, "slow", "sleep 30", 1);
     let r = c.mode("request compute");
     assert_eq!(r.code, 4, "{r:?}");
-    assert!(r.stderr.contains("did not finish within 1 s"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("did not finish within 1 s"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(c.mode("current").stdout.trim(), "desktop");
 }
 
@@ -66,6 +76,10 @@ fn a_hook_others_could_rewrite_is_not_run() {
     c.sh("chmod 0777 /usr/local/libexec/open");
     let r = c.mode("request compute");
     assert_eq!(r.code, 4, "{r:?}");
-    assert!(r.stderr.contains("writable by others than root"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("writable by others than root"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(c.sh("test -e /run/ran").code, 1, "it never ran");
 }

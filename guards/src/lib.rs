@@ -15,8 +15,8 @@ mod registry;
 mod report;
 mod roots;
 mod run;
+mod scheduled_work_safe;
 mod settings;
-mod slurm_jobs_safe;
 mod studio_capability_local;
 mod target_reachable;
 mod user_jobs_safe;
@@ -27,7 +27,7 @@ pub use audio_idle::AudioIdle;
 pub use cpu_load_safe::CpuLoadSafe;
 pub use external::ExternalGuard;
 pub use facts::{
-    Facts, SessionInfo, SliceProcess, SliceUnit, SlurmJob, UnitState, GRAPHICAL_TYPES,
+    Facts, ScheduledWork, SessionInfo, SliceProcess, SliceUnit, UnitState, GRAPHICAL_TYPES,
 };
 pub use gpu_display_released::{
     resolve_display, DisplayGpu, DisplayGpuUse, GpuDisplayReleased, GpuHolder, UnknownHolder,
@@ -38,11 +38,11 @@ pub use registry::{builtin, external, gpu_release_verification, BUILTIN_GUARDS};
 pub use report::{GuardReport, GuardResult, Outcome, Severity, Verdict};
 pub use roots::Roots;
 pub use run::evaluate_all;
+pub use scheduled_work_safe::{ScheduledWorkSafe, Scheduler};
 pub use settings::{
     AiSliceSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings, GuardSettings,
     MemorySettings, ScanMethod, SessionSettings, SettingsError, VllmSettings,
 };
-pub use slurm_jobs_safe::SlurmJobsSafe;
 pub use studio_capability_local::StudioCapabilityLocal;
 pub use target_reachable::TargetReachable;
 pub use user_jobs_safe::UserJobsSafe;

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
 pub use drain::{Drain, JobPolicy};
 pub use idle::{BootMode, IdleConfig};
-pub use integrations::{ExecIntegration, Integrations, SlurmIntegration, Unreachable};
+pub use integrations::{
+    ExecIntegration, Integrations, K3sIntegration, SlurmIntegration, Unreachable,
+};
 pub use readiness::Readiness;
 pub use vllm::{VllmPlacement, VllmProfiles};
 
@@ -168,6 +170,14 @@ impl Config {
         }
     }
 
+    pub fn mode_mut(&mut self, mode: Mode) -> &mut ModeConfig {
+        match mode {
+            Mode::Desktop => &mut self.modes.desktop,
+            Mode::StudioLocal => &mut self.modes.studio_local,
+            Mode::Compute => &mut self.modes.compute,
+        }
+    }
+
     /// Every unit whose state decides the observed mode, in a stable order.
     pub fn managed_units(&self) -> Vec<String> {
         let mut units: Vec<String> = Vec::new();
@@ -254,11 +264,7 @@ impl Config {
                     (*profile, mode),
                     ("compute", Mode::Compute) | ("desktop", Mode::Desktop)
                 );
-                let m = match mode {
-                    Mode::Desktop => &mut self.modes.desktop,
-                    Mode::StudioLocal => &mut self.modes.studio_local,
-                    Mode::Compute => &mut self.modes.compute,
-                };
+                let m = self.mode_mut(mode);
                 if runs_here {
                     add(&mut m.start, &p.unit);
                 } else {
@@ -273,11 +279,7 @@ impl Config {
     /// starts, stops or expects `display-manager.service`.
     pub fn without_display_manager(mut self) -> Self {
         for mode in Mode::ALL {
-            let m = match mode {
-                Mode::Desktop => &mut self.modes.desktop,
-                Mode::StudioLocal => &mut self.modes.studio_local,
-                Mode::Compute => &mut self.modes.compute,
-            };
+            let m = self.mode_mut(mode);
             for list in [&mut m.stop, &mut m.start, &mut m.overlay] {
                 list.retain(|u| u != DISPLAY_MANAGER);
             }

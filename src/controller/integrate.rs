@@ -6,8 +6,11 @@
 
 use std::time::{Duration, Instant};
 
+use mode_guards::ScheduledWork;
+
 use crate::config::{Drain, JobPolicy, Unreachable};
 use crate::integrations::exec::{self, Transition};
+use crate::integrations::k3s::{K3s, K3sError, Pod, MODE_LABEL, TAINT_KEY};
 use crate::integrations::slurm::{Slurm, SlurmError};
 use crate::state::{JobOutcome, JobRecord};
 
@@ -50,11 +53,11 @@ fn unreachable_ok(ctx: &Context, e: SlurmError) -> Result<Told, String> {
     }
 }
 
-fn job_record(job: &mode_guards::SlurmJob, outcome: JobOutcome, since: Instant) -> JobRecord {
+fn job_record(job: &ScheduledWork, outcome: JobOutcome, since: Instant) -> JobRecord {
     JobRecord {
         unit: format!("slurm job {}", job.id),
         pids: vec![],
-        command: format!("{} (user {})", job.name, job.user),
+        command: format!("{} (user {})", job.name, job.owner),
         outcome,
         duration_ms: u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
     }
@@ -80,7 +83,7 @@ pub async fn slurm_drain(ctx: &Context, policy: &Drain, reason: &str) -> Result<
         JobPolicy::Checkpoint => {
             let signal = policy.checkpoint_signal.name().trim_start_matches("SIG");
             for j in &jobs {
-                s.signal(j.id, signal).await.map_err(|e| e.to_string())?;
+                s.signal(&j.id, signal).await.map_err(|e| e.to_string())?;
             }
             let deadline = started + Duration::from_secs(policy.grace_secs);
             let mut running = jobs.clone();
@@ -90,7 +93,7 @@ pub async fn slurm_drain(ctx: &Context, policy: &Drain, reason: &str) -> Result<
             }
             for j in &jobs {
                 let outcome = if running.iter().any(|r| r.id == j.id) {
-                    s.requeue(j.id).await.map_err(|e| e.to_string())?;
+                    s.requeue(&j.id).await.map_err(|e| e.to_string())?;
                     JobOutcome::Requeued
                 } else {
                     JobOutcome::Checkpointed
@@ -160,6 +163,137 @@ pub async fn slurm_resume(ctx: &Context) -> Result<Told, String> {
         note: format!("Slurm node {} resumed: {now}", s.node),
         ..Told::default()
     })
+}
+
+fn k3s(ctx: &Context) -> Result<K3s<'_>, String> {
+    let config = ctx
+        .config
+        .integrations
+        .k3s
+        .as_ref()
+        .ok_or_else(|| "the Kubernetes integration is not configured".to_string())?;
+    K3s::new(config).map_err(|e| e.to_string())
+}
+
+/// An unreachable API under `warn` is a warning on a step that is done.
+fn k3s_unreachable_ok(ctx: &Context, e: K3sError) -> Result<Told, String> {
+    let warn = ctx
+        .config
+        .integrations
+        .k3s
+        .as_ref()
+        .is_some_and(|k| k.when_unreachable == Unreachable::Warn);
+    match e {
+        K3sError::Unreachable(_) if warn => Ok(Told {
+            note: "Kubernetes was not told: its API is unreachable (integrations.k3s.when_unreachable is warn)".into(),
+            warnings: vec![e.to_string()],
+            jobs: vec![],
+        }),
+        other => Err(other.to_string()),
+    }
+}
+
+fn pod_record(pod: &Pod, outcome: JobOutcome, since: Instant) -> JobRecord {
+    JobRecord {
+        unit: format!("pod {}", pod.id()),
+        pids: vec![],
+        command: format!("phase {}", pod.phase),
+        outcome,
+        duration_ms: u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Leaving compute for `to`: taint and label the node, then its GPU pods
+/// by `policy`.
+pub async fn k3s_drain(ctx: &Context, policy: &Drain, to: &str) -> Result<Told, String> {
+    let k = k3s(ctx)?;
+    let started = Instant::now();
+    if let Err(e) = k.mark(to, true).await {
+        return k3s_unreachable_ok(ctx, e);
+    }
+    let pods = k.pods().await.map_err(|e| e.to_string())?;
+    let names = |pods: &[Pod]| pods.iter().map(Pod::id).collect::<Vec<_>>().join(", ");
+    let mut told = Told::default();
+    match policy.jobs {
+        _ if pods.is_empty() => {}
+        JobPolicy::Refuse => {
+            return Err(format!(
+                "GPU pods started after the guard passed: {}; the node stays tainted",
+                names(&pods)
+            ))
+        }
+        JobPolicy::Checkpoint => {
+            let deadline = started + k.eviction_timeout();
+            for pod in &pods {
+                while !k.evict(pod).await.map_err(|e| e.to_string())? {
+                    if Instant::now() >= deadline {
+                        return Err(format!(
+                            "the eviction of pod {} was held back by a PodDisruptionBudget for {} s",
+                            pod.id(),
+                            k.eviction_timeout().as_secs()
+                        ));
+                    }
+                    tokio::time::sleep(k.retry()).await;
+                }
+            }
+            let mut left = k.pods().await.map_err(|e| e.to_string())?;
+            while !left.is_empty() && Instant::now() < deadline {
+                tokio::time::sleep(POLL).await;
+                left = k.pods().await.map_err(|e| e.to_string())?;
+            }
+            if !left.is_empty() {
+                return Err(format!(
+                    "evicted pods still run after {} s: {}",
+                    k.eviction_timeout().as_secs(),
+                    names(&left)
+                ));
+            }
+            told.jobs = pods
+                .iter()
+                .map(|p| pod_record(p, JobOutcome::Evicted, started))
+                .collect();
+        }
+        JobPolicy::Wait => {
+            let deadline = started + Duration::from_secs(policy.wait_secs);
+            let mut left = pods.clone();
+            while !left.is_empty() {
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "GPU pods still run on the Kubernetes node {} after {} s: {}",
+                        k.node,
+                        policy.wait_secs,
+                        names(&left)
+                    ));
+                }
+                tokio::time::sleep(POLL).await;
+                left = k.pods().await.map_err(|e| e.to_string())?;
+            }
+            told.jobs = pods
+                .iter()
+                .map(|p| pod_record(p, JobOutcome::Ended, started))
+                .collect();
+        }
+    }
+    told.note = format!(
+        "Kubernetes node {} tainted {}={to}:NoSchedule and labelled {}={to}",
+        k.node, TAINT_KEY, MODE_LABEL
+    );
+    Ok(told)
+}
+
+/// Entering compute: the taint taken away, the node labelled compute.
+pub async fn k3s_resume(ctx: &Context) -> Result<Told, String> {
+    let k = k3s(ctx)?;
+    match k.mark("compute", false).await {
+        Ok(()) => Ok(Told {
+            note: format!(
+                "Kubernetes node {} untainted and labelled {}=compute",
+                k.node, MODE_LABEL
+            ),
+            ..Told::default()
+        }),
+        Err(e) => k3s_unreachable_ok(ctx, e),
+    }
 }
 
 /// The user's exec step `name`.

@@ -88,12 +88,25 @@ impl Context {
         } else {
             config
         };
+        if let Some(k3s) = config.integrations.k3s.as_mut() {
+            k3s.node.get_or_insert_with(crate::integrations::host_name);
+            // kubelet runs the pods in kubepods.slice, outside
+            // platform.slice: the platform budget covers them too, unless
+            // the configuration budgets that slice itself.
+            for mode in Mode::ALL {
+                let slices = &mut config.mode_mut(mode).slices;
+                if let Some(platform) = slices.get("platform.slice").cloned() {
+                    slices.entry("kubepods.slice".into()).or_insert(platform);
+                }
+            }
+        }
         if let Some(slurm) = config.integrations.slurm.as_mut() {
             // The node is this machine unless the configuration names it;
             // its job processes live in slurmd.service, which the
             // integration handles, so user_jobs_safe leaves it alone.
-            let node = crate::integrations::slurm::Slurm::new(slurm).node;
-            slurm.node = Some(node);
+            slurm
+                .node
+                .get_or_insert_with(crate::integrations::host_name);
             let managed = &mut config.guard_settings.ai_slice.managed;
             if !managed.iter().any(|u| u == "slurmd.service") {
                 managed.push("slurmd.service".into());

@@ -102,6 +102,8 @@ async fn run_step(
             integrate::slurm_drain(ctx, policy, &reason).await.into()
         }
         Step::SlurmResume { .. } => integrate::slurm_resume(ctx).await.into(),
+        Step::K3sDrain { policy, .. } => integrate::k3s_drain(ctx, policy, t.to).await.into(),
+        Step::K3sResume { .. } => integrate::k3s_resume(ctx).await.into(),
         Step::Exec { name } => integrate::exec_step(ctx, name, &t.exec()).await.into(),
         Step::Settle { window_ms, .. } => {
             match settle(ctx, bus, to, started, Duration::from_millis(*window_ms)).await {
