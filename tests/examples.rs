@@ -30,6 +30,14 @@ fn the_slurm_example_is_valid_and_turns_the_integration_on() {
 }
 
 #[test]
+fn the_k3s_example_is_valid_and_reaches_the_api_through_kubectl_proxy() {
+    let doc = check("k3s.json");
+    let k3s = &doc["config"]["integrations"]["k3s"];
+    assert_eq!(k3s["api"], "http://127.0.0.1:8001");
+    assert_eq!(k3s["gpu_resource"], "nvidia.com/gpu");
+}
+
+#[test]
 fn every_example_in_docs_is_valid() {
     let dir = format!("{}/docs/examples", env!("CARGO_MANIFEST_DIR"));
     let mut n = 0;
