@@ -35,22 +35,38 @@ fn slurm(ctx: &Context) -> Result<Slurm<'_>, String> {
         .ok_or_else(|| "the Slurm integration is not configured".to_string())
 }
 
-/// An unreachable Slurm under `warn` is a warning on a step that is done.
+/// A scheduler that could not be reached: under `when_unreachable: warn` a
+/// warning on a step that is done, otherwise (or for any other error) the
+/// step's failure.
+fn tolerate(
+    when: Option<Unreachable>,
+    scheduler: &str,
+    unreachable: bool,
+    error: String,
+) -> Result<Told, String> {
+    if unreachable && when == Some(Unreachable::Warn) {
+        return Ok(Told {
+            note: format!("{scheduler} was not told: it is unreachable (when_unreachable is warn)"),
+            warnings: vec![error],
+            jobs: vec![],
+        });
+    }
+    Err(error)
+}
+
 fn unreachable_ok(ctx: &Context, e: SlurmError) -> Result<Told, String> {
-    let warn = ctx
+    let when = ctx
         .config
         .integrations
         .slurm
         .as_ref()
-        .is_some_and(|s| s.when_unreachable == Unreachable::Warn);
-    match e {
-        SlurmError::Unreachable(_) if warn => Ok(Told {
-            note: "Slurm was not told: it is unreachable (integrations.slurm.when_unreachable is warn)".into(),
-            warnings: vec![e.to_string()],
-            jobs: vec![],
-        }),
-        other => Err(other.to_string()),
-    }
+        .map(|s| s.when_unreachable);
+    tolerate(
+        when,
+        "Slurm",
+        matches!(e, SlurmError::Unreachable(_)),
+        e.to_string(),
+    )
 }
 
 fn job_record(job: &ScheduledWork, outcome: JobOutcome, since: Instant) -> JobRecord {
@@ -175,22 +191,19 @@ fn k3s(ctx: &Context) -> Result<K3s<'_>, String> {
     K3s::new(config).map_err(|e| e.to_string())
 }
 
-/// An unreachable API under `warn` is a warning on a step that is done.
 fn k3s_unreachable_ok(ctx: &Context, e: K3sError) -> Result<Told, String> {
-    let warn = ctx
+    let when = ctx
         .config
         .integrations
         .k3s
         .as_ref()
-        .is_some_and(|k| k.when_unreachable == Unreachable::Warn);
-    match e {
-        K3sError::Unreachable(_) if warn => Ok(Told {
-            note: "Kubernetes was not told: its API is unreachable (integrations.k3s.when_unreachable is warn)".into(),
-            warnings: vec![e.to_string()],
-            jobs: vec![],
-        }),
-        other => Err(other.to_string()),
-    }
+        .map(|k| k.when_unreachable);
+    tolerate(
+        when,
+        "Kubernetes",
+        matches!(e, K3sError::Unreachable(_)),
+        e.to_string(),
+    )
 }
 
 fn pod_record(pod: &Pod, outcome: JobOutcome, since: Instant) -> JobRecord {
