@@ -68,6 +68,11 @@ pub enum Command {
     },
     /// Desired, recorded and observed mode with evidence, last transition, blockers.
     Status,
+    /// Print the state now, then a line at every change (a switch starting,
+    /// its outcome, a unit stopped by hand); with --json one JSON object a
+    /// line, with the `text`, `alt`, `class` and `tooltip` a waybar custom
+    /// module reads. Anyone may run it; it costs nothing while nothing changes.
+    Watch,
     /// The observed mode: one of desktop, studio-local, compute, transitioning, failed-transition.
     Current,
     /// The desired mode (the configured default when none was requested).

@@ -134,6 +134,21 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
             }
             Ok(out)
         }
+        Command::Watch => {
+            let json = cli.json;
+            controller::watch(ctx, &bus, |s| {
+                let line = if json {
+                    render::watch_json(s).to_string()
+                } else {
+                    render::watch_line(s)
+                };
+                let mut out = std::io::stdout().lock();
+                // A reader that went away (a status bar restarted) ends the watch.
+                writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+            })
+            .await?;
+            Ok(Output::ok(String::new(), &serde_json::Value::Null))
+        }
         Command::Current => {
             let lock = ctx.state.lock_holder();
             let recorded = ctx.state.current().unwrap_or(None);
