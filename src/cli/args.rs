@@ -73,6 +73,10 @@ pub enum Command {
     /// line, with the `text`, `alt`, `class` and `tooltip` a waybar custom
     /// module reads. Anyone may run it; it costs nothing while nothing changes.
     Watch,
+    /// Follow the state like `watch` and show a desktop notification when a
+    /// switch starts, converges, is refused (with the blocker) or fails; run
+    /// by the user in their graphical session (mode-notify.service, a user unit).
+    Notify,
     /// The observed mode: one of desktop, studio-local, compute, transitioning, failed-transition.
     Current,
     /// The desired mode (the configured default when none was requested).

@@ -136,7 +136,7 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
         }
         Command::Watch => {
             let json = cli.json;
-            controller::watch(ctx, &bus, |s| {
+            controller::watch(ctx, &bus, async |s| {
                 let line = if json {
                     render::watch_json(s).to_string()
                 } else {
@@ -148,6 +148,31 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
             })
             .await?;
             Ok(Output::ok(String::new(), &serde_json::Value::Null))
+        }
+        Command::Notify => {
+            let mut notifier = crate::systemd::Notifier::connect().await?;
+            let mut last: Option<controller::Snapshot> = None;
+            let mut failure = None;
+            controller::watch(ctx, &bus, async |s| {
+                let news = last.as_ref().and_then(|l| controller::news(l, s));
+                last = Some(s.clone());
+                let Some((summary, body, urgent)) = news else {
+                    return true;
+                };
+                // The notification service gone (the session ending) ends this too.
+                match notifier.notify(&summary, &body, urgent).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            })
+            .await?;
+            match failure {
+                Some(e) => Err(e.into()),
+                None => Ok(Output::ok(String::new(), &serde_json::Value::Null)),
+            }
         }
         Command::Current => {
             let lock = ctx.state.lock_holder();

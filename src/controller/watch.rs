@@ -75,13 +75,13 @@ pub async fn snapshot(ctx: &Context, bus: &Bus) -> Result<Snapshot, Error> {
 pub async fn watch(
     ctx: &Context,
     bus: &Bus,
-    mut emit: impl FnMut(&Snapshot) -> bool,
+    mut emit: impl AsyncFnMut(&Snapshot) -> bool,
 ) -> Result<(), Error> {
     // Subscribe before the first reading, so no change falls in between.
     let mut files = StateWatch::new(ctx.state.root())?;
     let (mut units, _) = bus.watch_units(&ctx.config.managed_units()).await?;
     let mut last = snapshot(ctx, bus).await?;
-    if !emit(&last) {
+    if !emit(&last).await {
         return Ok(());
     }
     loop {
@@ -95,10 +95,57 @@ pub async fn watch(
         }
         let now = snapshot(ctx, bus).await?;
         if now != last {
-            if !emit(&now) {
+            if !emit(&now).await {
                 return Ok(());
             }
             last = now;
         }
     }
+}
+
+/// What a desktop notification says about the step from `last` to `now`:
+/// a switch starting, and its outcome; `None` for any other change.
+pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
+    let started =
+        now.observed == ObservedMode::Transitioning && last.observed != ObservedMode::Transitioning;
+    let new_record =
+        now.transition.as_ref().map(|t| &t.id) != last.transition.as_ref().map(|t| &t.id);
+    if new_record {
+        let t = now.transition.as_ref()?;
+        return Some(match t.outcome.as_str() {
+            "converged" => (
+                format!("Now in {}", t.to),
+                format!("{} -> {}, asked by {}", t.from, t.to, t.requested_by),
+                false,
+            ),
+            "noop" => return None,
+            "refused" => (
+                format!("{} refused", t.to),
+                t.error
+                    .clone()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(200)
+                    .collect(),
+                true,
+            ),
+            other => (
+                format!("Switch to {} {other}", t.to),
+                t.error
+                    .clone()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(200)
+                    .collect(),
+                true,
+            ),
+        });
+    }
+    started.then(|| {
+        let to = now
+            .desired
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "another mode".into());
+        (format!("Switching to {to}"), now.reason.clone(), false)
+    })
 }
