@@ -223,13 +223,13 @@ fn mode_notify_shows_a_refusal_and_a_switch_through_a_real_notification_daemon()
         "dbus-daemon --session --address=$DBUS_SESSION_BUS_ADDRESS --fork",
     ));
     assert_eq!(r.code, 0, "{r:?}");
-    let _mako = c.spawn(&as_alice("exec mako"));
+    let mut mako = c.spawn(&as_alice("exec mako"));
     c.wait_for(
         &as_alice("makoctl list >/dev/null 2>&1 && echo up || echo down"),
         "up",
         20,
     );
-    let _notify = c.spawn(&as_alice("exec mode notify"));
+    let mut notify = c.spawn(&as_alice("exec mode notify"));
     std::thread::sleep(std::time::Duration::from_millis(500));
 
     // alice is in sway: compute is refused, and she is told why.
@@ -249,4 +249,8 @@ fn mode_notify_shows_a_refusal_and_a_switch_through_a_real_notification_daemon()
         "1",
         10,
     );
+    for child in [&mut notify, &mut mako] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
