@@ -518,6 +518,12 @@ in
       '';
     };
 
+    notifications.enable = lib.mkEnableOption ''
+      desktop notifications of each switch for the users of the graphical
+      session: the user unit `mode-notify.service` runs `mode notify` in
+      each graphical session (a switch starting, converging, refused with
+      its blocker, or failing)'';
+
     idle = {
       enable = lib.mkEnableOption ''
         idle automation: `mode-idle-check.timer` runs `mode idle-check`
@@ -1034,6 +1040,19 @@ in
         OnBootSec = "5min";
         OnUnitActiveSec = cfg.idle.interval;
         AccuracySec = "15s";
+      };
+    };
+
+    systemd.user.services.mode-notify = lib.mkIf cfg.notifications.enable {
+      description = "Desktop notifications for mode switches";
+      documentation = [ "man:mode(1)" ];
+      partOf = [ "graphical-session.target" ];
+      after = [ "graphical-session.target" ];
+      wantedBy = [ "graphical-session.target" ];
+      serviceConfig = {
+        ExecStart = "${exe} notify";
+        Restart = "on-failure";
+        RestartSec = 5;
       };
     };
 
