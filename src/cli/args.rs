@@ -66,6 +66,10 @@ pub enum Command {
         #[arg(long, env = "MODE_BOOT_MODE")]
         boot_mode: Option<crate::config::BootMode>,
     },
+    /// The way back from compute (root; what mode-way-back.service runs in
+    /// compute): a key held at the seat (way_back.key for way_back.hold_ms)
+    /// requests desktop, recorded as "input", unless a hard guard would refuse.
+    WayBack,
     /// Desired, recorded and observed mode with evidence, last transition, blockers.
     Status,
     /// Print the state now, then a line at every change (a switch starting,

@@ -134,6 +134,10 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
             }
             Ok(out)
         }
+        Command::WayBack => {
+            crate::idle::wayback::run::way_back(ctx, &bus).await?;
+            Ok(Output::ok(String::new(), &serde_json::Value::Null))
+        }
         Command::Watch => {
             let json = cli.json;
             controller::watch(ctx, &bus, async |s| {
@@ -275,6 +279,7 @@ fn mutating(c: &Command) -> Option<String> {
         Command::Apply { mode } => Some(format!("apply {mode}")),
         Command::Reconcile => Some("reconcile".into()),
         Command::Boot { .. } => Some("boot".into()),
+        Command::WayBack => Some("way-back".into()),
         _ => None,
     }
 }
