@@ -112,34 +112,23 @@ pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
         now.transition.as_ref().map(|t| &t.id) != last.transition.as_ref().map(|t| &t.id);
     if new_record {
         let t = now.transition.as_ref()?;
-        return Some(match t.outcome.as_str() {
-            "converged" => (
+        let why: String = t
+            .error
+            .clone()
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
+        return match t.outcome.as_str() {
+            "noop" => None,
+            "converged" => Some((
                 format!("Now in {}", t.to),
                 format!("{} -> {}, asked by {}", t.from, t.to, t.requested_by),
                 false,
-            ),
-            "noop" => return None,
-            "refused" => (
-                format!("{} refused", t.to),
-                t.error
-                    .clone()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect(),
-                true,
-            ),
-            other => (
-                format!("Switch to {} {other}", t.to),
-                t.error
-                    .clone()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect(),
-                true,
-            ),
-        });
+            )),
+            "refused" => Some((format!("{} refused", t.to), why, true)),
+            other => Some((format!("Switch to {} {other}", t.to), why, true)),
+        };
     }
     started.then(|| {
         let to = now
