@@ -138,3 +138,48 @@ pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
         (format!("Switching to {to}"), now.reason.clone(), false)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(observed: ObservedMode, id: &str, outcome: &str) -> Snapshot {
+        Snapshot {
+            observed,
+            reason: "r".into(),
+            desired: Some(Mode::Compute),
+            transition: (!id.is_empty()).then(|| LastTransition {
+                id: id.into(),
+                from: "desktop".into(),
+                to: "compute".into(),
+                outcome: outcome.into(),
+                requested_by: "cli uid=0".into(),
+                error: Some("graphical_session_absent: session 2 of alice".into()),
+            }),
+            blockers: vec![],
+            drift: vec![],
+        }
+    }
+
+    #[test]
+    fn news_is_a_start_an_outcome_or_nothing() {
+        let before = snap(ObservedMode::Desktop, "t1", "converged");
+        let moving = snap(ObservedMode::Transitioning, "t1", "converged");
+        assert_eq!(
+            news(&before, &moving).map(|n| n.0),
+            Some("Switching to compute".into())
+        );
+        let refused = snap(ObservedMode::Desktop, "t2", "refused");
+        let (summary, body, urgent) = news(&before, &refused).unwrap();
+        assert_eq!(summary, "compute refused");
+        assert!(body.contains("session 2 of alice") && urgent);
+        let failed = snap(ObservedMode::Desktop, "t2", "failed");
+        assert_eq!(
+            news(&before, &failed).map(|n| n.0),
+            Some("Switch to compute failed".into())
+        );
+        let noop = snap(ObservedMode::Desktop, "t2", "noop");
+        assert_eq!(news(&before, &noop), None);
+        assert_eq!(news(&before, &before.clone()), None, "no change, no news");
+    }
+}
