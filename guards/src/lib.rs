@@ -5,6 +5,7 @@
 mod advice;
 mod audio_idle;
 mod cpu_load_safe;
+mod deadline;
 mod external;
 mod facts;
 mod gpu_display_released;
@@ -24,6 +25,7 @@ mod vllm_drainable;
 pub use advice::advice;
 pub use audio_idle::AudioIdle;
 pub use cpu_load_safe::CpuLoadSafe;
+pub use deadline::{secs_and_ms, Deadline};
 pub use external::ExternalGuard;
 pub use facts::{Facts, SessionInfo, SliceProcess, SliceUnit, UnitState};
 pub use gpu_display_released::{
@@ -35,9 +37,11 @@ pub use registry::{builtin, external, gpu_release_verification, BUILTIN_GUARDS};
 pub use report::{GuardReport, GuardResult, Outcome, Severity, Verdict};
 pub use roots::Roots;
 pub use run::evaluate_all;
+pub use settings::within;
 pub use settings::{
     AiSliceSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings, GuardSettings,
-    MemorySettings, ScanMethod, SettingsError, VllmSettings,
+    MemorySettings, ScanMethod, SettingsError, VllmSettings, MAX_EXTERNAL_SECS, MAX_INTERVAL_MS,
+    MAX_MIB, MAX_WAIT_SECS,
 };
 pub use studio_capability_local::{StudioCapabilityLocal, PLACEMENT_FILE};
 pub use target_reachable::TargetReachable;

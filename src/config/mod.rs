@@ -5,6 +5,8 @@
 
 mod budget;
 mod drain;
+#[cfg(test)]
+mod fuzz;
 mod idle;
 mod vllm;
 
@@ -18,7 +20,7 @@ pub use drain::{Drain, JobPolicy};
 pub use idle::{BootMode, IdleConfig};
 pub use vllm::{VllmPlacement, VllmProfiles};
 
-use mode_guards::{GuardSettings, BUILTIN_GUARDS};
+use mode_guards::{GuardSettings, BUILTIN_GUARDS, MAX_WAIT_SECS};
 
 use crate::mode::Mode;
 
@@ -519,6 +521,14 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
                 ));
             }
         }
+        let d = &m.drain;
+        for (name, value) in [
+            ("grace_secs", d.grace_secs),
+            ("wait_secs", d.wait_secs),
+            ("vllm_timeout_secs", d.vllm_timeout_secs),
+        ] {
+            bounded(format!("{at}.drain.{name}"), value, 0, MAX_WAIT_SECS, "s")?;
+        }
         for slice in m.slices.keys() {
             check_unit(&format!("{at}.slices.{slice}"), slice)?;
             if !slice.ends_with(".slice") {
@@ -544,13 +554,24 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
     if !c.audit_log.is_absolute() {
         return Err(("audit_log".into(), "must be an absolute path".into()));
     }
-    if c.timeouts.job_secs == 0 || c.timeouts.request_secs == 0 {
-        return Err((
-            "timeouts".into(),
-            "timeouts must be at least 1 second".into(),
-        ));
+    for (field, value) in [
+        ("timeouts.job_secs", c.timeouts.job_secs),
+        ("timeouts.request_secs", c.timeouts.request_secs),
+    ] {
+        bounded(field.into(), value, 1, MAX_WAIT_SECS, "s")?;
     }
     Ok(())
+}
+
+/// `value` within `min..=max`, or the field and the allowed range.
+fn bounded(
+    field: String,
+    value: u64,
+    min: u64,
+    max: u64,
+    unit: &str,
+) -> Result<(), (String, String)> {
+    mode_guards::within(value, min, max, unit).map_err(|m| (field, m))
 }
 
 #[cfg(test)]
