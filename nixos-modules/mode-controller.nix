@@ -963,6 +963,9 @@ in
       environment.MODE_REQUESTED_BY = "unit";
       serviceConfig = controllerServiceConfig // {
         ExecStart = "${exe} apply %i";
+        # A refusal (exit 3) is an answer, not a failed unit; `mode request`
+        # still exits 3, and real failures stay failed.
+        SuccessExitStatus = "3";
       };
     };
 

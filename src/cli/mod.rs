@@ -45,7 +45,7 @@ fn outcome_code(outcome: TransitionOutcome) -> u8 {
     match outcome {
         TransitionOutcome::Converged | TransitionOutcome::Noop => 0,
         TransitionOutcome::Refused => 3,
-        TransitionOutcome::Failed => 4,
+        TransitionOutcome::Failed | TransitionOutcome::InProgress => 4,
     }
 }
 
@@ -56,6 +56,24 @@ fn transition_output(record: &TransitionRecord, ctx: &Context) -> Output {
         json: serde_json::to_value(record).unwrap_or_default(),
         code: outcome_code(record.outcome),
         error,
+    }
+}
+
+/// A finished transition as output; one that ran but could not be fully
+/// recorded shows its outcome with the exit code of the write failure.
+fn recorded(result: Result<TransitionRecord, Error>, ctx: &Context) -> Result<Output, Error> {
+    match result {
+        Ok(record) => Ok(transition_output(&record, ctx)),
+        Err(e @ Error::Unrecorded { .. }) => {
+            let Error::Unrecorded { record, .. } = &e else {
+                return Err(e);
+            };
+            let mut out = transition_output(record, ctx);
+            out.code = e.exit_code();
+            out.error = Some(e.to_string());
+            Ok(out)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -85,20 +103,30 @@ async fn run_async(cli: &Cli, ctx: &Context) -> Result<Output, Error> {
                 RequestOutcome::Finished {
                     record: Some(r),
                     exit,
+                    why,
                 } => {
                     let mut out = transition_output(&r, ctx);
+                    if exit != out.code || why.is_some() {
+                        out.error = why.or(out.error).or_else(|| {
+                            Some(format!(
+                                "the transition to {} {}, but recording it failed; see `journalctl -u mode-controller@{}.service`",
+                                r.to,
+                                r.outcome.word(),
+                                mode
+                            ))
+                        });
+                    }
                     out.code = exit;
                     Ok(out)
                 }
-                RequestOutcome::Finished { record: None, exit } => {
-                    let why = match exit {
-                        5 => "busy: another transition held the lock; try again when `mode status` no longer shows it"
-                            .to_string(),
-                        _ => format!(
-                            "the transition unit exited with code {exit} without recording a transition; see `journalctl -u mode-controller@{}.service`",
-                            mode
-                        ),
-                    };
+                RequestOutcome::Finished {
+                    record: None,
+                    exit,
+                    why,
+                } => {
+                    let why = why.unwrap_or_else(|| {
+                        format!("the transition unit exited with code {exit}; see `journalctl -u mode-controller@{mode}.service`")
+                    });
                     Ok(Output {
                         text: String::new(),
                         json: serde_json::json!({"error": why, "exit_code": exit}),
@@ -109,14 +137,14 @@ async fn run_async(cli: &Cli, ctx: &Context) -> Result<Output, Error> {
             }
         }
         Command::Apply { mode } => {
-            let record = controller::apply(ctx, &bus, *mode, &caller).await?;
-            Ok(transition_output(&record, ctx))
+            recorded(controller::apply(ctx, &bus, *mode, &caller).await, ctx)
         }
         Command::IdleCheck(args) => automation::idle_check(ctx, &bus, args).await,
         Command::Boot { boot_mode } => automation::boot(ctx, &bus, *boot_mode).await,
-        Command::Reconcile => match controller::reconcile(ctx, &bus).await? {
-            Some(record) => Ok(transition_output(&record, ctx)),
-            None => Ok(Output::ok(
+        Command::Reconcile => match controller::reconcile(ctx, &bus).await {
+            Ok(Some(record)) => Ok(transition_output(&record, ctx)),
+            Err(e) => recorded(Err(e), ctx),
+            Ok(None) => Ok(Output::ok(
                 "already converged: nothing to do\n".into(),
                 &serde_json::json!({"outcome": "noop"}),
             )),

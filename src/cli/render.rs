@@ -170,6 +170,12 @@ pub fn transition(t: &TransitionRecord, state_dir: &std::path::Path) -> (String,
                 record.display()
             ))
         }
+        TransitionOutcome::InProgress => Some(format!(
+            "transition {} to {} did not finish ({} steps done); `sudo mode reconcile` completes its record and converges",
+            t.id,
+            t.to,
+            t.steps.len()
+        )),
     };
     (out, err)
 }

@@ -175,20 +175,20 @@ fn exercise(c: &Config) {
 #[test]
 fn whatever_validates_never_panics() {
     let started = Instant::now();
-    let mut rng = Rng(0x5eed_0f_c0ff_ee);
+    let mut rng = Rng(0x5eed_0fc0_ffee);
     let (mut tried, mut valid) = (0u32, 0u32);
     while tried < 3000 && started.elapsed() < Duration::from_secs(20) {
         let mut doc = base();
         for _ in 0..=(rng.next() % 4) {
             let field = *rng.pick(NUMBERS);
-            let n = if rng.next() % 4 == 0 {
+            let n = if rng.next().is_multiple_of(4) {
                 rng.next()
             } else {
                 *rng.pick(EDGES)
             };
             set(&mut doc, field, json!(n));
         }
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             let quota = *rng.pick(QUOTAS);
             set(
                 &mut doc,

@@ -7,24 +7,39 @@ use tracing::{info, warn};
 use crate::clock::{transition_id, Stamp};
 use crate::mode::{Mode, ObservedMode};
 use crate::plan::{plan, Step};
-use crate::state::{append_audit, RollbackRecord, StepRecord, TransitionOutcome, TransitionRecord};
+use crate::state::{
+    append_audit, test_pause, RollbackRecord, StateError, StepRecord, TransitionOutcome,
+    TransitionRecord,
+};
 use crate::systemd::Bus;
 
 use super::evaluate::evaluate;
 use super::steps::execute;
 use super::{Context, Error};
 
-/// Execute a plan into `to` and check the machine really is there.
+/// Execute a plan into `to` and check the machine really is there. With
+/// `journal`, the in-progress record is rewritten after each step.
 async fn converge(
     ctx: &Context,
     bus: &Bus,
     steps: &[Step],
     to: Mode,
+    journal: &TransitionRecord,
 ) -> (Vec<StepRecord>, Result<(), String>) {
-    let (records, failure) = execute(ctx, bus, steps, to).await;
+    let mut progress = |done: &[StepRecord]| {
+        if journal.outcome == TransitionOutcome::InProgress {
+            let mut r = journal.clone();
+            r.steps = done.to_vec();
+            if let Err(e) = ctx.state.set_last_transition(&r) {
+                warn!("{e}");
+            }
+        }
+    };
+    let (records, failure) = execute(ctx, bus, steps, to, &mut progress).await;
     if let Some(f) = failure {
         return (records, Err(f));
     }
+    test_pause(&ctx.state, "verify");
     match ctx.observe(bus, None, None).await {
         Ok(o) if o.mode == ObservedMode::from(to) => (records, Ok(())),
         Ok(o) => (
@@ -54,7 +69,8 @@ fn requester(ctx: &Context, to: Mode, caller: &str) -> String {
 
 /// `mode apply MODE`: the whole transition. Refusals and failures come back
 /// as records (outcome `refused` / `failed`); `Err` is for what prevented a
-/// transition from being attempted at all (busy, no systemd, bad state dir).
+/// transition from being attempted at all (busy, no systemd, bad state dir),
+/// or a finished transition that could not be recorded (`Unrecorded`).
 pub async fn apply(
     ctx: &Context,
     bus: &Bus,
@@ -65,10 +81,23 @@ pub async fn apply(
     let started = Stamp::now();
     let id = transition_id(started);
     let _lock = ctx.state.lock(&id)?;
+    transition(ctx, bus, to, caller, started, id).await
+}
+
+/// The transition itself, with the lock held.
+async fn transition(
+    ctx: &Context,
+    bus: &Bus,
+    to: Mode,
+    caller: &str,
+    started: Stamp,
+    id: String,
+) -> Result<TransitionRecord, Error> {
+    test_pause(&ctx.state, "locked");
+    complete_interrupted(ctx);
     let requested_by = requester(ctx, to, caller);
     info!(transition = %id, to = %to, requested_by = %requested_by, "transition {id} to {to} started");
 
-    ctx.state.set_desired(to)?;
     write_placement(ctx)?;
     let recorded = ctx.state.current().unwrap_or_else(|e| {
         warn!("{e}; it will be rewritten");
@@ -76,6 +105,7 @@ pub async fn apply(
     });
     let before = ctx.observe(bus, None, recorded).await?;
     let the_plan = plan(before.mode, to, &ctx.config);
+    let (job_id, invocation_id) = own_unit(bus, to).await;
     let mut record = TransitionRecord {
         id,
         from: before.mode.word().to_string(),
@@ -89,6 +119,8 @@ pub async fn apply(
         guards: vec![],
         error: None,
         rollback: None,
+        job_id,
+        invocation_id,
     };
 
     let current = if the_plan.is_noop() {
@@ -107,7 +139,11 @@ pub async fn apply(
             // Nothing changed: the machine is where it was observed to be.
             before.mode
         } else {
-            let (steps, result) = converge(ctx, bus, &the_plan.steps, to).await;
+            // Journaled before the first step: a kill from here on leaves
+            // an honest record that the next run completes.
+            record.outcome = TransitionOutcome::InProgress;
+            ctx.state.set_last_transition(&record)?;
+            let (steps, result) = converge(ctx, bus, &the_plan.steps, to, &record).await;
             record.steps = steps;
             match result {
                 Ok(()) => {
@@ -123,6 +159,80 @@ pub async fn apply(
         }
     };
     finish(ctx, record, current, started)
+}
+
+/// When `mode apply` runs as `mode-controller@MODE.service`: the unit's
+/// current job (what each `mode request` waits on) and its invocation id.
+async fn own_unit(bus: &Bus, to: Mode) -> (Option<u32>, Option<String>) {
+    let Ok(invocation) = std::env::var("INVOCATION_ID") else {
+        return (None, None);
+    };
+    let job = bus
+        .unit_job(&super::request::unit_for(to))
+        .await
+        .unwrap_or_else(|e| {
+            warn!("cannot read the job of the transition unit: {e}");
+            None
+        });
+    (job, Some(invocation))
+}
+
+/// A record left `in-progress` by a run that died (we hold the lock, so its
+/// writer is gone) is completed as failed, saying so; a finished record the
+/// audit log lacks (a kill between the two writes) is appended, and the
+/// desired mode it converged to is written if that write was lost.
+fn complete_interrupted(ctx: &Context) {
+    let log = &ctx.config.audit_log;
+    let mut record = match ctx.state.last_transition() {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => {
+            warn!("{e}; the next record replaces it");
+            return;
+        }
+    };
+    if record.outcome == TransitionOutcome::InProgress {
+        let now = Stamp::now();
+        record.outcome = TransitionOutcome::Failed;
+        record.error = Some(format!(
+            "interrupted after {} step(s): the controller stopped before the transition finished (killed, or the machine went down); completed at {} by the next run",
+            record.steps.len(),
+            now.rfc3339()
+        ));
+        record.finished_at = now.rfc3339();
+        if let Some(t0) = crate::clock::Stamp::parse_rfc3339(&record.started_at) {
+            record.duration_ms = now.millis_since(t0);
+        }
+        warn!(transition = %record.id, "transition {} was interrupted; its record is completed", record.id);
+        if let Err(e) = ctx.state.set_last_transition(&record) {
+            warn!("{e}");
+        }
+    }
+    match crate::state::audit_find(log, |r| r.id == record.id) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            if let Err(e) = append_audit(log, &record) {
+                warn!("{e}");
+            }
+        }
+        Err(e) => warn!("{e}"),
+    }
+    if matches!(
+        record.outcome,
+        TransitionOutcome::Converged | TransitionOutcome::Noop
+    ) {
+        if let Ok(to) = record.to.parse::<Mode>() {
+            let kept = ctx.state.kept_desired().unwrap_or(None);
+            let desired = ctx.state.desired().unwrap_or(None);
+            let lost =
+                desired != Some(to) || (ctx.state.persistent_dir().is_some() && kept != Some(to));
+            if lost {
+                if let Err(e) = ctx.state.set_desired(to) {
+                    warn!("{e}");
+                }
+            }
+        }
+    }
 }
 
 /// `capability-placement.json` and, with vLLM profiles, each profile's
@@ -155,7 +265,7 @@ async fn roll_back(
         Err(_) => ObservedMode::FailedTransition,
     };
     let back = plan(now, prior_mode, &ctx.config);
-    let (steps, result) = converge(ctx, bus, &back.steps, prior_mode).await;
+    let (steps, result) = converge(ctx, bus, &back.steps, prior_mode, record).await;
     warn!(to = %prior_mode, ok = result.is_ok(), "rolled back to {prior_mode}: {}", if result.is_ok() { "converged" } else { "failed" });
     let (outcome, error, current) = match result {
         Ok(()) => (TransitionOutcome::Converged, None, prior),
@@ -183,9 +293,6 @@ fn finish(
     let finished = Stamp::now();
     record.finished_at = finished.rfc3339();
     record.duration_ms = finished.millis_since(started);
-    ctx.state.set_current(current)?;
-    ctx.state.set_last_transition(&record)?;
-    append_audit(&ctx.config.audit_log, &record)?;
     info!(
         transition = %record.id,
         from = %record.from,
@@ -197,22 +304,56 @@ fn finish(
         record.to,
         record.outcome.word()
     );
-    Ok(record)
+    // Every write is tried even when one fails: the machine is where it is,
+    // and as much of it as possible is recorded. The desired mode changes
+    // only when the wish was met, so a refusal or failure leaves it as it was.
+    let mut failed: Option<StateError> = None;
+    let mut keep = |r: Result<(), StateError>| {
+        if let Err(e) = r {
+            warn!("{e}");
+            failed.get_or_insert(e);
+        }
+    };
+    keep(ctx.state.set_last_transition(&record));
+    test_pause(&ctx.state, "recorded");
+    if matches!(
+        record.outcome,
+        TransitionOutcome::Converged | TransitionOutcome::Noop
+    ) {
+        if let Ok(to) = record.to.parse::<Mode>() {
+            keep(ctx.state.set_desired(to));
+        }
+    }
+    test_pause(&ctx.state, "desired");
+    keep(ctx.state.set_current(current));
+    test_pause(&ctx.state, "current");
+    keep(append_audit(&ctx.config.audit_log, &record));
+    match failed {
+        None => Ok(record),
+        Some(error) => Err(Error::Unrecorded {
+            record: Box::new(record),
+            error,
+        }),
+    }
 }
 
 /// `mode reconcile`: converge to the desired mode (the default when none is
-/// recorded). Nothing is done, and nothing written, when the machine is
-/// already there and the record agrees.
+/// recorded), under the lock. An interrupted transition's record is
+/// completed first. Nothing is done, and nothing written, when the machine
+/// is already there and the record agrees.
 pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionRecord>, Error> {
+    ctx.state.ensure()?;
+    let started = Stamp::now();
+    let id = transition_id(started);
+    let _lock = ctx.state.lock(&id)?;
+    complete_interrupted(ctx);
     let desired = super::desired_mode(ctx)?.0;
-    let lock = ctx.state.lock_holder();
-    if let Some(holder) = lock {
-        return Err(crate::state::StateError::Busy(holder).into());
-    }
     let recorded = ctx.state.current().unwrap_or(None);
     let observed = ctx.observe(bus, None, recorded).await?;
     if observed.mode == ObservedMode::from(desired) && recorded == Some(observed.mode) {
         return Ok(None);
     }
-    apply(ctx, bus, desired, "reconcile").await.map(Some)
+    transition(ctx, bus, desired, "reconcile", started, id)
+        .await
+        .map(Some)
 }

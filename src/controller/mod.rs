@@ -36,6 +36,13 @@ pub enum Error {
     TimedOut(String),
     #[error("{0}")]
     Internal(String),
+    /// The transition ran (its outcome is in the record) but writing a
+    /// state file or the audit log afterwards failed.
+    #[error("the transition to {} {}, but recording it failed: {error}", record.to, record.outcome.word())]
+    Unrecorded {
+        record: Box<crate::state::TransitionRecord>,
+        error: StateError,
+    },
 }
 
 impl Error {
@@ -45,6 +52,7 @@ impl Error {
             Error::Config(_) => 7,
             Error::State(StateError::Busy(_)) => 5,
             Error::State(StateError::Corrupt { .. }) => 7,
+            Error::State(e) | Error::Unrecorded { error: e, .. } if e.is_environment() => 7,
             Error::State(StateError::Io { .. }) => 1,
             Error::Systemd(
                 SystemdError::NotInit
@@ -55,6 +63,7 @@ impl Error {
             Error::NotPermitted(_) => 6,
             Error::TimedOut(_) => 8,
             Error::Internal(_) => 1,
+            Error::Unrecorded { .. } => 1,
         }
     }
 }

@@ -69,6 +69,16 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
         }
     };
     let last_transition = keep(&mut problems, ctx.state.last_transition());
+    if let Some(t) = &last_transition {
+        if t.outcome == crate::state::TransitionOutcome::InProgress && lock.is_none() {
+            problems.push(format!(
+                "transition {} to {} was interrupted after {} step(s) (nothing holds the lock); `sudo mode reconcile` completes its record and converges",
+                t.id,
+                t.to,
+                t.steps.len()
+            ));
+        }
+    }
     let blocking_guards = keep(&mut problems, ctx.state.last_guards())
         .map(|r: GuardReport| r.blockers().cloned().collect())
         .unwrap_or_default();

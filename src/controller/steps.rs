@@ -137,15 +137,18 @@ async fn set_budget(bus: &Bus, unit: &str, budget: &SliceBudget) -> Result<(), S
 }
 
 /// Execute steps in order, stopping at the first failure (returned as the
-/// sentence for the record).
+/// sentence for the record); `progress` sees the records after each step.
+/// Each step has a test pause point `step-N` (1-based) before it runs.
 pub async fn execute(
     ctx: &Context,
     bus: &Bus,
     steps: &[Step],
     to: Mode,
+    progress: &mut dyn FnMut(&[StepRecord]),
 ) -> (Vec<StepRecord>, Option<String>) {
     let mut done = Vec::with_capacity(steps.len());
-    for step in steps {
+    for (i, step) in steps.iter().enumerate() {
+        crate::state::test_pause(&ctx.state, &format!("step-{}", i + 1));
         let t0 = Stamp::now();
         let report = run_step(ctx, bus, step, to).await;
         let failed = report
@@ -173,6 +176,7 @@ pub async fn execute(
             note: report.note,
             jobs: report.jobs,
         });
+        progress(&done);
         if failed.is_some() {
             return (done, failed);
         }

@@ -39,6 +39,22 @@ pub enum StateError {
     Busy(LockHolder),
 }
 
+impl StateError {
+    /// A problem of the machine rather than of the controller: the disk
+    /// full or read-only, a quota, a permission (contract exit 7).
+    pub fn is_environment(&self) -> bool {
+        use std::io::ErrorKind as K;
+        match self {
+            StateError::Io { source, .. } => matches!(
+                source.kind(),
+                K::StorageFull | K::ReadOnlyFilesystem | K::QuotaExceeded | K::PermissionDenied
+            ),
+            StateError::Corrupt { .. } => true,
+            StateError::Busy(_) => false,
+        }
+    }
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -283,6 +299,55 @@ fn write_atomic_in(dir: &Path, name: &str, contents: &[u8]) -> Result<(), StateE
     })
 }
 
+/// How much of the audit log's end is read to find a recent transition.
+const AUDIT_TAIL_BYTES: u64 = 256 * 1024;
+
+/// The last whole lines of the audit log (up to `AUDIT_TAIL_BYTES`), newest
+/// last; empty when there is no log.
+pub fn audit_tail(log: &Path) -> Result<Vec<String>, StateError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let io = |source| StateError::Io {
+        file: log.to_path_buf(),
+        source,
+    };
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(log)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(io(e)),
+    };
+    let len = f.metadata().map_err(io)?.len();
+    let from = len.saturating_sub(AUDIT_TAIL_BYTES);
+    f.seek(SeekFrom::Start(from)).map_err(io)?;
+    let mut bytes = Vec::new();
+    f.take(AUDIT_TAIL_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    // The first piece may be cut by the seek, the last is unterminated.
+    if from > 0 && !lines.is_empty() {
+        lines.remove(0);
+    }
+    lines.pop();
+    Ok(lines)
+}
+
+/// The records in the audit log's tail whose `job_id` or `id` matches.
+pub fn audit_find(
+    log: &Path,
+    matches: impl Fn(&TransitionRecord) -> bool,
+) -> Result<Option<TransitionRecord>, StateError> {
+    Ok(audit_tail(log)?
+        .iter()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<TransitionRecord>(l).ok())
+        .find(|r| matches(r)))
+}
+
 /// Append one completed transition to the audit log as a single line.
 pub fn append_audit(log: &Path, record: &TransitionRecord) -> Result<(), StateError> {
     let io = |source| StateError::Io {
@@ -298,14 +363,62 @@ pub fn append_audit(log: &Path, record: &TransitionRecord) -> Result<(), StateEr
     })?;
     line.push(b'\n');
     let mut f = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(log)
         .map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    if !meta.file_type().is_file() {
+        return Err(StateError::Corrupt {
+            file: log.to_path_buf(),
+            detail: "is not a regular file; move it away".into(),
+        });
+    }
+    cut_partial_line(&mut f, meta.len()).map_err(io)?;
     // One write of the whole line: O_APPEND keeps concurrent lines whole.
     f.write_all(&line).map_err(io)?;
     f.sync_data().map_err(io)
+}
+
+/// A line cut short (the controller killed, or the disk full, mid-append)
+/// is dropped before the next line goes on, so every line stays whole JSON.
+fn cut_partial_line(f: &mut File, len: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    if len == 0 {
+        return Ok(());
+    }
+    let from = len.saturating_sub(AUDIT_TAIL_BYTES);
+    f.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    if tail.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let keep = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        // A line longer than the tail: leave it rather than guess.
+        None => return Ok(()),
+    };
+    f.set_len(keep)
+}
+
+/// A test-only pause point (debug builds): when `MODE_TEST_PAUSE` names
+/// `point`, the process writes `test-paused` (`POINT PID`) into the state
+/// directory and stops itself (SIGSTOP), so a fault test can kill it at
+/// exactly that point. Release builds never read the variable.
+pub fn test_pause(state: &StateDir, point: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("MODE_TEST_PAUSE").is_ok_and(|p| p == point) {
+        let mark = format!("{point} {}\n", std::process::id());
+        let _ = state.write_atomic("test-paused", mark.as_bytes());
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = (state, point);
 }
 
 #[cfg(test)]
@@ -402,6 +515,8 @@ mod tests {
             guards: vec![],
             error: None,
             rollback: None,
+            job_id: None,
+            invocation_id: None,
         };
         append_audit(&log, &rec).unwrap();
         append_audit(&log, &rec).unwrap();
@@ -410,5 +525,29 @@ mod tests {
         assert_eq!(lines.len(), 2);
         let back: TransitionRecord = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(back, rec);
+        assert_eq!(audit_tail(&log).unwrap().len(), 2);
+        assert!(audit_find(&log, |r| r.id == "id1").unwrap().is_some());
+        assert!(audit_find(&log, |r| r.id == "nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_line_cut_short_is_dropped_before_the_next_append() {
+        let (t, _s) = dir();
+        let log = t.path().join("transitions.jsonl");
+        let mut rec: TransitionRecord = serde_json::from_str(
+            r#"{"id":"a","from":"desktop","to":"compute","requested_by":"x","started_at":"","finished_at":"","duration_ms":0,"outcome":"converged","steps":[],"guards":[],"error":null,"rollback":null}"#,
+        )
+        .unwrap();
+        append_audit(&log, &rec).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"{\"id\":\"half").unwrap();
+        rec.id = "b".into();
+        append_audit(&log, &rec).unwrap();
+        let text = fs::read_to_string(&log).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<TransitionRecord>(l).unwrap().id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
     }
 }

@@ -31,6 +31,8 @@ pub type FailedJob = (String, String);
 /// How a job and the jobs of its transaction ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobResult {
+    /// The job's id (the same for every start merged into one job).
+    pub id: u32,
     pub unit: String,
     /// `done`, `failed`, `dependency`, `timeout`, `canceled`, ...
     pub result: String,
@@ -82,6 +84,7 @@ impl Bus {
         let mut waiting: BTreeMap<u32, String> = affected.into_iter().map(|a| (a.0, a.2)).collect();
         waiting.insert(job_id, unit.to_string());
         let mut result = JobResult {
+            id: job_id,
             unit: unit.to_string(),
             result: String::new(),
             failed_companions: Vec::new(),

@@ -13,6 +13,7 @@ use zbus::Connection;
 use zbus_systemd::systemd1::{JobRemovedStream, ManagerProxy};
 
 pub use jobs::JobKind;
+pub use units::ServiceEnd;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {

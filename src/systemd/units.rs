@@ -6,6 +6,26 @@ use zbus_systemd::systemd1::{ServiceProxy, UnitProxy};
 
 use super::{Bus, SystemdError};
 
+/// How a service's last run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEnd {
+    /// `success`, `exit-code`, `signal`, `core-dump`, `timeout`, ...
+    pub result: String,
+    /// `ExecMainCode`: 1 exited, 2 killed, 3 dumped core (0: never ran).
+    pub code: i32,
+    /// The exit status, or the signal number when killed.
+    pub status: i32,
+    /// The run's invocation id, in the hex form of `$INVOCATION_ID`.
+    pub invocation_id: String,
+    /// False when another run began while these were read: they may not
+    /// be the run that served the job.
+    pub settled: bool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Bus {
     /// Load, active and sub state of each named unit, in the order asked.
     pub async fn unit_states(&self, names: &[String]) -> Result<Vec<UnitState>, SystemdError> {
@@ -25,13 +45,53 @@ impl Bus {
             .collect())
     }
 
-    /// `ExecMainStatus` of a service: the exit code of its main process.
-    pub async fn service_exit_status(&self, unit: &str) -> Result<i32, SystemdError> {
+    /// How the last run of a service ended: its `Result`, how its main
+    /// process ended (`ExecMainCode`, `ExecMainStatus`) and which run that
+    /// was (`InvocationID`, read before and after, so a run that started in
+    /// between is noticed).
+    pub async fn service_end(&self, unit: &str) -> Result<ServiceEnd, SystemdError> {
         let service: ServiceProxy = self.unit_proxy(unit).await?;
-        service
+        let as_unit: UnitProxy = self.unit_proxy(unit).await?;
+        let call = |what: &str, e| SystemdError::call(format!("{what} of {unit}"), e);
+        let before = as_unit
+            .invocation_id()
+            .await
+            .map_err(|e| call("InvocationID", e))?;
+        let result = service.result().await.map_err(|e| call("Result", e))?;
+        let code = service
+            .exec_main_code()
+            .await
+            .map_err(|e| call("ExecMainCode", e))?;
+        let status = service
             .exec_main_status()
             .await
-            .map_err(|e| SystemdError::call(format!("ExecMainStatus of {unit}"), e))
+            .map_err(|e| call("ExecMainStatus", e))?;
+        let after = as_unit
+            .invocation_id()
+            .await
+            .map_err(|e| call("InvocationID", e))?;
+        let active = as_unit
+            .active_state()
+            .await
+            .map_err(|e| call("ActiveState", e))?;
+        Ok(ServiceEnd {
+            result,
+            code,
+            status,
+            invocation_id: hex(&after),
+            settled: before == after && active != "activating",
+        })
+    }
+
+    /// The id of the job `unit` has now, if any (a oneshot's start job
+    /// lasts as long as its ExecStart).
+    pub async fn unit_job(&self, unit: &str) -> Result<Option<u32>, SystemdError> {
+        let proxy: UnitProxy = self.unit_proxy(unit).await?;
+        let (id, _) = proxy
+            .job()
+            .await
+            .map_err(|e| SystemdError::call(format!("Job of {unit}"), e))?;
+        Ok((id != 0).then_some(id))
     }
 
     /// The units `unit` wants, requires or is bound to: its own workloads.
