@@ -12,7 +12,11 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use std::os::fd::AsRawFd;
+
 use mode_guards::GuardReport;
+use nix::fcntl::OFlag;
+use nix::unistd::UnlinkatFlags;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -107,18 +111,9 @@ impl StateDir {
         }
     }
 
-    /// Read a file; `None` when it does not exist.
+    /// Read a state file; `None` when it does not exist.
     fn read(&self, name: &str) -> Result<Option<String>, StateError> {
-        let path = self.path(name);
-        match fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(StateError::Corrupt {
-                file: path,
-                detail: "not UTF-8 text".into(),
-            }),
-            Err(source) => Err(self.io(&path, source)),
-        }
+        read_file_in(&self.root, name, MAX_STATE_BYTES)
     }
 
     fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
@@ -143,9 +138,9 @@ impl StateDir {
         text.trim()
             .parse()
             .map(Some)
-            .map_err(|e: T::Err| StateError::Corrupt {
+            .map_err(|_: T::Err| StateError::Corrupt {
                 file: self.path(name),
-                detail: e.to_string(),
+                detail: format!("holds {}, not a valid value", quoted(text.trim(), 40)),
             })
     }
 
@@ -184,19 +179,16 @@ impl StateDir {
         let Some(dir) = &self.persistent else {
             return Ok(None);
         };
-        let path = dir.join("desired");
-        match fs::read_to_string(&path) {
-            Ok(text) => text
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|e: crate::mode::UnknownMode| StateError::Corrupt {
-                    file: path,
-                    detail: e.to_string(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(self.io(&path, source)),
-        }
+        let Some(text) = read_file_in(dir, "desired", MAX_STATE_BYTES)? else {
+            return Ok(None);
+        };
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(|_: crate::mode::UnknownMode| StateError::Corrupt {
+                file: dir.join("desired"),
+                detail: format!("holds {}, not a mode", quoted(text.trim(), 40)),
+            })
     }
 
     pub fn current(&self) -> Result<Option<ObservedMode>, StateError> {
@@ -236,11 +228,11 @@ impl StateDir {
         let (mode, by) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
         let mode = mode
             .parse()
-            .map_err(|e: crate::mode::UnknownMode| StateError::Corrupt {
+            .map_err(|_: crate::mode::UnknownMode| StateError::Corrupt {
                 file: self.path("requested-by"),
-                detail: e.to_string(),
+                detail: format!("holds {}, not a mode", quoted(mode, 40)),
             })?;
-        Ok(Some((mode, by.to_string())))
+        Ok(Some((mode, cut(by, 80))))
     }
     pub fn set_request_note(&self, mode: Mode, by: &str) -> Result<(), StateError> {
         self.write_atomic("requested-by", format!("{mode} {by}\n").as_bytes())
@@ -264,38 +256,220 @@ impl StateDir {
         }
     }
 
-    /// Take the transition lock (busy -> `StateError::Busy` naming the holder).
+    /// Take the transition lock (busy -> `StateError::Busy` naming the
+    /// holder), then clear temporary files that dead writers left behind.
     pub fn lock(&self, transition_id: &str) -> Result<TransitionLock, StateError> {
-        lock::acquire(&self.path("lock"), transition_id)
+        let lock = lock::acquire(&self.root, &self.proc_locks, transition_id)?;
+        clean_stray_temps(&self.root);
+        if let Some(dir) = &self.persistent {
+            clean_stray_temps(dir);
+        }
+        Ok(lock)
     }
 
     /// The live holder of the transition lock, if any.
     pub fn lock_holder(&self) -> Option<LockHolder> {
-        lock::holder(&self.path("lock"), &self.proc_locks)
+        lock::holder(&self.root, &self.proc_locks)
     }
 }
 
-/// Write `contents` to `dir/name` atomically, mode 0644: a temporary file in
-/// the same directory, fsync, rename, fsync of the directory.
-fn write_atomic_in(dir: &Path, name: &str, contents: &[u8]) -> Result<(), StateError> {
+/// The largest state file read back (state files are tiny; a transition
+/// record with many steps and jobs stays far below this).
+const MAX_STATE_BYTES: u64 = 1 << 20;
+
+/// `text` quoted (control characters escaped) and cut to `max` characters,
+/// for messages that must stay one short line whatever a file holds.
+pub fn quoted(text: &str, max: usize) -> String {
+    format!("'{}'", cut(text, max))
+}
+
+/// `text` with control characters escaped, cut to `max` characters.
+pub fn cut(text: &str, max: usize) -> String {
+    let escaped: String = text.chars().flat_map(char::escape_debug).collect();
+    match escaped.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &escaped[..i]),
+        None => escaped,
+    }
+}
+
+fn corrupt(file: PathBuf, detail: impl Into<String>) -> StateError {
+    StateError::Corrupt {
+        file,
+        detail: detail.into(),
+    }
+}
+
+/// An open error in words: a symlink where a state file should be is
+/// refused (O_NOFOLLOW), not an I/O mystery.
+fn refusal(file: &Path, e: std::io::Error) -> StateError {
+    match e.raw_os_error() {
+        Some(nix::libc::ELOOP) => corrupt(
+            file.to_path_buf(),
+            "is a symbolic link; refusing to follow it (remove it)",
+        ),
+        Some(nix::libc::EISDIR) => corrupt(
+            file.to_path_buf(),
+            "is a directory, not a regular file (remove it)",
+        ),
+        _ => StateError::Io {
+            file: file.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
+/// The directory itself, never through a symlink.
+fn open_dir(dir: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(dir)
+}
+
+/// `openat(dir, name)`: a file named relative to an open directory.
+fn open_in(dir: &File, name: &str, flags: OFlag, mode: u32) -> std::io::Result<File> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(mode),
+    )
+    .map_err(std::io::Error::from)?;
+    // SAFETY: openat just returned this descriptor and nothing else owns it.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Read `dir/name`, a state file: opened relative to the directory, never
+/// through a symlink, without blocking on a FIFO; only a regular file of at
+/// most `cap` bytes is read. `None` when it does not exist.
+pub(crate) fn read_file_in(dir: &Path, name: &str, cap: u64) -> Result<Option<String>, StateError> {
+    use std::io::Read;
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let d = match open_dir(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(refusal(dir, e)),
+    };
+    let f = match open_in(&d, name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(refusal(&path, e)),
+    };
+    let meta = f.metadata().map_err(|e| refusal(&path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(corrupt(
+            path,
+            format!("is {}, not a regular file (remove it)", kind_of(&meta)),
+        ));
+    }
+    if meta.len() > cap {
+        return Err(corrupt(
+            path,
+            format!(
+                "is {} bytes, more than a state file can be ({cap}); remove it",
+                meta.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refusal(&path, e))?;
+    if bytes.len() as u64 > cap {
+        return Err(corrupt(
+            path,
+            format!("is more than {cap} bytes; remove it"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| corrupt(path, "not UTF-8 text"))
+}
+
+/// A file of the kernel's (`/proc/locks`), read to at most `cap` bytes.
+pub(crate) fn read_capped(path: &Path, cap: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    File::open(path)?.take(cap).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Remove `.NAME.tmp.PID` files whose writer is gone (killed mid-write).
+fn clean_stray_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp."))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Write `contents` to `dir/name` atomically, mode 0644: a temporary file
+/// created exclusively (O_EXCL, O_NOFOLLOW) in the same directory, fsync,
+/// rename, fsync of the directory; all relative to the open directory.
+pub(crate) fn write_atomic_in(dir: &Path, name: &str, contents: &[u8]) -> Result<(), StateError> {
+    let path = dir.join(name);
+    let tmp = format!(".{name}.tmp.{}", std::process::id());
+    let d = open_dir(dir).map_err(|e| refusal(dir, e))?;
+    let create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
+    let mut f = match open_in(&d, &tmp, create, 0o644) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Ours from an earlier pid's life; never written through.
+            let _ = nix::unistd::unlinkat(
+                Some(d.as_raw_fd()),
+                tmp.as_str(),
+                UnlinkatFlags::NoRemoveDir,
+            );
+            open_in(&d, &tmp, create, 0o644)
+        }
+        other => other,
+    }
+    .map_err(|e| refusal(&path, e))?;
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(0o644))?;
         f.write_all(contents)?;
         f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()
+        nix::fcntl::renameat(Some(d.as_raw_fd()), tmp.as_str(), Some(d.as_raw_fd()), name)?;
+        d.sync_all()
     })();
-    result.map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        StateError::Io { file: path, source }
+    result.map_err(|e| {
+        let _ = nix::unistd::unlinkat(
+            Some(d.as_raw_fd()),
+            tmp.as_str(),
+            UnlinkatFlags::NoRemoveDir,
+        );
+        refusal(&path, e)
     })
 }
 
@@ -463,6 +637,113 @@ mod tests {
         assert!(e.contains("last-transition.json is corrupt"), "{e}");
         fs::write(s.path("current"), [0xff, 0xfe]).unwrap();
         assert!(s.current().unwrap_err().to_string().contains("not UTF-8"));
+    }
+
+    /// Each hostile thing that can sit at a state path.
+    fn plant(path: &Path, what: &str) {
+        match what {
+            "symlink" => std::os::unix::fs::symlink("/etc/shadow", path).unwrap(),
+            "fifo" => {
+                nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap()
+            }
+            "directory" => fs::create_dir(path).unwrap(),
+            "huge" => {
+                let f = File::create(path).unwrap();
+                f.set_len(100 << 20).unwrap();
+            }
+            "binary" => fs::write(path, b"compute\x1b[2J\x00\xff".repeat(1000)).unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    const HOSTILE: [&str; 5] = ["symlink", "fifo", "directory", "huge", "binary"];
+    const STATE_FILES: [&str; 6] = [
+        "desired",
+        "current",
+        "last-transition.json",
+        "last-guards.json",
+        "capability-placement.json",
+        "requested-by",
+    ];
+
+    #[test]
+    fn hostile_files_at_every_state_path_are_named_never_followed_or_blocked_on() {
+        let mut tried = 0;
+        for what in HOSTILE {
+            for name in STATE_FILES {
+                let (_t, s) = dir();
+                plant(&s.path(name), what);
+                let started = std::time::Instant::now();
+                let e = match name {
+                    "desired" => s.desired().map(|_| ()),
+                    "current" => s.current().map(|_| ()),
+                    "last-transition.json" => s.last_transition().map(|_| ()),
+                    "last-guards.json" => s.last_guards().map(|_| ()),
+                    "capability-placement.json" => s.placement().map(|_| ()),
+                    _ => s.request_note().map(|_| ()),
+                }
+                .expect_err(&format!("{what} at {name} is refused"))
+                .to_string();
+                tried += 1;
+                assert!(started.elapsed().as_secs() < 2, "{what} at {name}: blocked");
+                assert!(e.contains(name), "names the file: {e}");
+                assert_eq!(e.lines().count(), 1, "{e}");
+                assert!(e.len() < 300, "short: {e}");
+                assert!(
+                    !e.contains('\x1b') && !e.contains("root:"),
+                    "no raw content: {e}"
+                );
+                let words = match what {
+                    "symlink" => "symbolic link",
+                    "fifo" => "FIFO",
+                    "directory" => "directory",
+                    "huge" => "bytes",
+                    _ => "",
+                };
+                assert!(e.contains(words), "{what} at {name}: {e}");
+            }
+        }
+        // Writers replace a symlink or FIFO (rename never follows), and
+        // name a directory.
+        for what in ["symlink", "fifo"] {
+            let (_t, s) = dir();
+            plant(&s.path("desired"), what);
+            s.set_desired(Mode::Compute).unwrap();
+            assert_eq!(s.desired().unwrap(), Some(Mode::Compute), "{what} replaced");
+        }
+        let (_t, s) = dir();
+        plant(&s.path("current"), "directory");
+        let e = s
+            .set_current(ObservedMode::Compute)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("current") && e.contains("directory"), "{e}");
+        assert!(tried >= 30);
+    }
+
+    #[test]
+    fn a_symlink_at_the_temporary_file_is_never_written_through() {
+        let (t, s) = dir();
+        let victim = t.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        let tmp = s.path(&format!(".desired.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        s.set_desired(Mode::Desktop).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(fs::metadata(&victim).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(s.desired().unwrap(), Some(Mode::Desktop));
+    }
+
+    #[test]
+    fn stray_temporary_files_of_dead_writers_are_cleaned_under_the_lock() {
+        let (_t, s) = dir();
+        fs::write(s.path(".desired.tmp.999999999"), "half").unwrap();
+        let mine = s.path(&format!(".current.tmp.{}", std::process::id()));
+        fs::write(&mine, "in flight").unwrap();
+        let _lock = s.lock("t").unwrap();
+        assert!(!s.path(".desired.tmp.999999999").exists(), "dead writer's");
+        assert!(mine.exists(), "a live writer's is left alone");
     }
 
     #[test]
