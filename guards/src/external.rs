@@ -47,6 +47,11 @@ impl Guard for ExternalGuard {
 
     fn check(&self, facts: &Facts) -> Verdict {
         let path = self.settings.path.display().to_string();
+        if rustix::process::geteuid().is_root() {
+            if let Err(why) = crate::check_trusted(&self.settings.path) {
+                return Verdict::error(format!("refusing to run it: {why}"));
+            }
+        }
         let mut child = match Command::new(&self.settings.path)
             .args(&self.settings.args)
             .env("MODE_TARGET", &facts.target_mode)

@@ -19,6 +19,7 @@ mod run;
 mod settings;
 mod studio_capability_local;
 mod target_reachable;
+mod trust;
 mod user_jobs_safe;
 mod vllm_drainable;
 
@@ -45,6 +46,7 @@ pub use settings::{
 };
 pub use studio_capability_local::{StudioCapabilityLocal, PLACEMENT_FILE};
 pub use target_reachable::TargetReachable;
+pub use trust::check_trusted;
 pub use user_jobs_safe::UserJobsSafe;
 pub use vllm_drainable::VllmDrainable;
 

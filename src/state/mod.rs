@@ -531,6 +531,14 @@ pub fn append_audit(log: &Path, record: &TransitionRecord) -> Result<(), StateEr
     if let Some(dir) = log.parent() {
         fs::create_dir_all(dir).map_err(io)?;
     }
+    if nix::unistd::geteuid().is_root() {
+        // As sshd's StrictModes: root appends only where no one else could
+        // have put a link or a file of their own.
+        mode_guards::check_trusted(log).map_err(|why| StateError::Corrupt {
+            file: log.to_path_buf(),
+            detail: format!("refusing to append: {why}"),
+        })?;
+    }
     let mut line = serde_json::to_vec(record).map_err(|e| StateError::Corrupt {
         file: log.to_path_buf(),
         detail: format!("cannot serialize: {e}"),
