@@ -36,8 +36,9 @@ pub fn check_trusted(path: &Path) -> Result<(), String> {
             ));
         }
         let writable = meta.mode() & 0o022 != 0;
-        let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
-        if writable && !(sticky_dir && !last) {
+        // A sticky directory above the file: no one else can replace what root owns in it.
+        let sticky_above = !last && meta.is_dir() && meta.mode() & 0o1000 != 0;
+        if writable && !sticky_above {
             return Err(format!(
                 "{what} is writable by users other than root (mode {:04o}): root will not trust it (chmod go-w)",
                 meta.mode() & 0o7777
