@@ -178,20 +178,24 @@ async fn own_unit(bus: &Bus, to: Mode) -> (Option<u32>, Option<String>) {
 }
 
 /// A record left `in-progress` by a run that died (we hold the lock, so its
-/// writer is gone) is completed as failed, saying so; a finished record the
-/// audit log lacks (a kill between the two writes) is appended, and the
-/// desired mode it converged to is written if that write was lost.
-fn complete_interrupted(ctx: &Context) {
+/// writer is gone) is completed as failed, saying so, and its target is
+/// returned (what reconcile then converges to: the interrupted wish); a
+/// finished record the audit log lacks (a kill between the two writes) is
+/// appended, and the desired mode it converged to is written if that write
+/// was lost.
+fn complete_interrupted(ctx: &Context) -> Option<Mode> {
     let log = &ctx.config.audit_log;
     let mut record = match ctx.state.last_transition() {
         Ok(Some(r)) => r,
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(e) => {
             warn!("{e}; the next record replaces it");
-            return;
+            return None;
         }
     };
+    let mut interrupted = None;
     if record.outcome == TransitionOutcome::InProgress {
+        interrupted = record.to.parse::<Mode>().ok();
         let now = Stamp::now();
         record.outcome = TransitionOutcome::Failed;
         record.error = Some(format!(
@@ -233,6 +237,7 @@ fn complete_interrupted(ctx: &Context) {
             }
         }
     }
+    interrupted
 }
 
 /// `capability-placement.json` and, with vLLM profiles, each profile's
@@ -337,17 +342,21 @@ fn finish(
     }
 }
 
-/// `mode reconcile`: converge to the desired mode (the default when none is
-/// recorded), under the lock. An interrupted transition's record is
-/// completed first. Nothing is done, and nothing written, when the machine
-/// is already there and the record agrees.
+/// `mode reconcile`: converge, under the lock, to the target of a
+/// transition that was interrupted (its record completed first), else to
+/// the desired mode (the default when none is recorded). Nothing is done,
+/// and nothing written, when the machine is already there and the record
+/// agrees.
 pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionRecord>, Error> {
     ctx.state.ensure()?;
     let started = Stamp::now();
     let id = transition_id(started);
     let _lock = ctx.state.lock(&id)?;
-    complete_interrupted(ctx);
-    let desired = super::desired_mode(ctx)?.0;
+    let interrupted = complete_interrupted(ctx);
+    let desired = match interrupted {
+        Some(to) => to,
+        None => super::desired_mode(ctx)?.0,
+    };
     let recorded = ctx.state.current().unwrap_or(None);
     let observed = ctx.observe(bus, None, recorded).await?;
     if observed.mode == ObservedMode::from(desired) && recorded == Some(observed.mode) {
