@@ -109,10 +109,12 @@ async fn run_async(cli: &Cli, ctx: &Context) -> Result<Output, Error> {
                     if exit != out.code || why.is_some() {
                         out.error = why.or(out.error).or_else(|| {
                             Some(format!(
-                                "the transition to {} {}, but recording it failed; see `journalctl -u mode-controller@{}.service`",
+                                "the transition to {} {}, but recording it failed: {}",
                                 r.to,
                                 r.outcome.word(),
-                                mode
+                                r.record_error.clone().unwrap_or_else(|| format!(
+                                    "see `journalctl -u mode-controller@{mode}.service`"
+                                ))
                             ))
                         });
                     }

@@ -80,8 +80,30 @@ pub async fn apply(
     ctx.state.ensure()?;
     let started = Stamp::now();
     let id = transition_id(started);
-    let _lock = ctx.state.lock(&id)?;
+    let _lock = if std::env::var("MODE_REQUESTED_BY").as_deref() == Ok("unit") {
+        lock_waiting(ctx, &id).await?
+    } else {
+        ctx.state.lock(&id)?
+    };
     transition(ctx, bus, to, caller, started, id).await
+}
+
+/// The unit's run waits its turn: `mode request` answered busy before
+/// starting it if a transition was running, so a transition found running
+/// now started in the same instant, and every request that got this far is
+/// served by a transition of its own (bounded by `timeouts.request_secs`).
+async fn lock_waiting(ctx: &Context, id: &str) -> Result<crate::state::TransitionLock, Error> {
+    let deadline = mode_guards::Deadline::after(std::time::Duration::from_secs(
+        ctx.config.timeouts.request_secs,
+    ));
+    loop {
+        match ctx.state.lock(id) {
+            Err(StateError::Busy(holder)) if holder.controller && !deadline.passed() => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => return other.map_err(Error::from),
+        }
+    }
 }
 
 /// The transition itself, with the lock held.
@@ -121,6 +143,7 @@ async fn transition(
         rollback: None,
         job_id,
         invocation_id,
+        record_error: None,
     };
 
     let current = if the_plan.is_noop() {
@@ -335,10 +358,15 @@ fn finish(
     keep(append_audit(&ctx.config.audit_log, &record));
     match failed {
         None => Ok(record),
-        Some(error) => Err(Error::Unrecorded {
-            record: Box::new(record),
-            error,
-        }),
+        Some(error) => {
+            // Say so in the record too (best effort), for `mode request`.
+            record.record_error = Some(error.to_string());
+            let _ = ctx.state.set_last_transition(&record);
+            Err(Error::Unrecorded {
+                record: Box::new(record),
+                error,
+            })
+        }
     }
 }
 

@@ -51,7 +51,7 @@ impl Error {
         match self {
             Error::Config(_) => 7,
             Error::State(StateError::Busy(_)) => 5,
-            Error::State(StateError::Corrupt { .. }) => 7,
+            Error::State(StateError::Corrupt { .. } | StateError::Refused { .. }) => 7,
             Error::State(e) | Error::Unrecorded { error: e, .. } if e.is_environment() => 7,
             Error::State(StateError::Io { .. }) => 1,
             Error::Systemd(

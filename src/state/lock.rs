@@ -81,7 +81,7 @@ fn open(path: &Path) -> Result<File, StateError> {
         .map_err(|e| super::refusal(path, e))?;
     let meta = file.metadata().map_err(io(path))?;
     if !meta.file_type().is_file() {
-        return Err(StateError::Corrupt {
+        return Err(StateError::Refused {
             file: path.to_path_buf(),
             detail: "is not a regular file; remove it".into(),
         });

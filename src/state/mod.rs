@@ -41,6 +41,11 @@ pub enum StateError {
     Corrupt { file: PathBuf, detail: String },
     #[error("another transition is running ({0})")]
     Busy(LockHolder),
+    /// Something that is not a state file sits where one should be (a
+    /// symlink, a FIFO, a directory, a huge file), or a path root must not
+    /// trust: named, never followed or read.
+    #[error("{file} {detail}")]
+    Refused { file: PathBuf, detail: String },
 }
 
 impl StateError {
@@ -53,7 +58,7 @@ impl StateError {
                 source.kind(),
                 K::StorageFull | K::ReadOnlyFilesystem | K::QuotaExceeded | K::PermissionDenied
             ),
-            StateError::Corrupt { .. } => true,
+            StateError::Corrupt { .. } | StateError::Refused { .. } => true,
             StateError::Busy(_) => false,
         }
     }
@@ -292,8 +297,8 @@ pub fn cut(text: &str, max: usize) -> String {
     }
 }
 
-fn corrupt(file: PathBuf, detail: impl Into<String>) -> StateError {
-    StateError::Corrupt {
+fn refused(file: PathBuf, detail: impl Into<String>) -> StateError {
+    StateError::Refused {
         file,
         detail: detail.into(),
     }
@@ -303,11 +308,11 @@ fn corrupt(file: PathBuf, detail: impl Into<String>) -> StateError {
 /// refused (O_NOFOLLOW), not an I/O mystery.
 fn refusal(file: &Path, e: std::io::Error) -> StateError {
     match e.raw_os_error() {
-        Some(nix::libc::ELOOP) => corrupt(
+        Some(nix::libc::ELOOP) => refused(
             file.to_path_buf(),
             "is a symbolic link; refusing to follow it (remove it)",
         ),
-        Some(nix::libc::EISDIR) => corrupt(
+        Some(nix::libc::EISDIR) => refused(
             file.to_path_buf(),
             "is a directory, not a regular file (remove it)",
         ),
@@ -358,13 +363,13 @@ pub(crate) fn read_file_in(dir: &Path, name: &str, cap: u64) -> Result<Option<St
     };
     let meta = f.metadata().map_err(|e| refusal(&path, e))?;
     if !meta.file_type().is_file() {
-        return Err(corrupt(
+        return Err(refused(
             path,
             format!("is {}, not a regular file (remove it)", kind_of(&meta)),
         ));
     }
     if meta.len() > cap {
-        return Err(corrupt(
+        return Err(refused(
             path,
             format!(
                 "is {} bytes, more than a state file can be ({cap}); remove it",
@@ -377,14 +382,17 @@ pub(crate) fn read_file_in(dir: &Path, name: &str, cap: u64) -> Result<Option<St
         .read_to_end(&mut bytes)
         .map_err(|e| refusal(&path, e))?;
     if bytes.len() as u64 > cap {
-        return Err(corrupt(
+        return Err(refused(
             path,
             format!("is more than {cap} bytes; remove it"),
         ));
     }
     String::from_utf8(bytes)
         .map(Some)
-        .map_err(|_| corrupt(path, "not UTF-8 text"))
+        .map_err(|_| StateError::Corrupt {
+            file: path,
+            detail: "not UTF-8 text".into(),
+        })
 }
 
 /// A file of the kernel's (`/proc/locks`), read to at most `cap` bytes.
@@ -534,10 +542,8 @@ pub fn append_audit(log: &Path, record: &TransitionRecord) -> Result<(), StateEr
     if nix::unistd::geteuid().is_root() {
         // As sshd's StrictModes: root appends only where no one else could
         // have put a link or a file of their own.
-        mode_guards::check_trusted(log).map_err(|why| StateError::Corrupt {
-            file: log.to_path_buf(),
-            detail: format!("refusing to append: {why}"),
-        })?;
+        mode_guards::check_trusted(log)
+            .map_err(|why| refused(log.to_path_buf(), format!("is not appended to: {why}")))?;
     }
     let mut line = serde_json::to_vec(record).map_err(|e| StateError::Corrupt {
         file: log.to_path_buf(),
@@ -551,13 +557,13 @@ pub fn append_audit(log: &Path, record: &TransitionRecord) -> Result<(), StateEr
         .mode(0o644)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(log)
-        .map_err(io)?;
+        .map_err(|e| refusal(log, e))?;
     let meta = f.metadata().map_err(io)?;
     if !meta.file_type().is_file() {
-        return Err(StateError::Corrupt {
-            file: log.to_path_buf(),
-            detail: "is not a regular file; move it away".into(),
-        });
+        return Err(refused(
+            log.to_path_buf(),
+            "is not a regular file; move it away",
+        ));
     }
     cut_partial_line(&mut f, meta.len()).map_err(io)?;
     // One write of the whole line: O_APPEND keeps concurrent lines whole.
@@ -806,6 +812,7 @@ mod tests {
             rollback: None,
             job_id: None,
             invocation_id: None,
+            record_error: None,
         };
         append_audit(&log, &rec).unwrap();
         append_audit(&log, &rec).unwrap();

@@ -123,4 +123,8 @@ pub struct TransitionRecord {
     /// The unit's invocation id (`$INVOCATION_ID`) when a unit ran it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocation_id: Option<String>,
+    /// A state file or the audit log that could not be written after the
+    /// transition ended (the outcome above still holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_error: Option<String>,
 }
