@@ -958,6 +958,8 @@ in
       after = [ "dbus.service" ];
       # An isolate elsewhere must not kill a transition in flight.
       unitConfig.IgnoreOnIsolate = true;
+      # A burst of requests must never meet systemd's start rate limit.
+      unitConfig.StartLimitIntervalSec = 0;
       # Nor may nixos-rebuild switch.
       restartIfChanged = false;
       environment.MODE_REQUESTED_BY = "unit";

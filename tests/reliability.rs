@@ -461,10 +461,16 @@ fn hostile_files_at_state_paths_never_hang_leak_or_get_followed() {
             let r = c.sh("timeout 60 mode request compute");
             assert_ne!(r.code, 124, "{what} at {name}: request hung");
             if what == "directory" {
-                assert_eq!(r.code, 7, "{what} at {name}: {r:?}");
-                assert!(one_line(&r).contains(name), "{}", r.stderr);
+                let journal = c
+                    .sh("journalctl -b -u 'mode-controller@*' --no-pager | tail -5")
+                    .stdout;
+                assert_eq!(r.code, 7, "{what} at {name}: {r:?} {journal}");
+                assert!(one_line(&r).contains(name), "{} {journal}", r.stderr);
             } else {
-                assert_eq!(r.code, 0, "{what} at {name}: {r:?}");
+                let journal = c
+                    .sh("journalctl -b -u 'mode-controller@*' --no-pager | tail -8")
+                    .stdout;
+                assert_eq!(r.code, 0, "{what} at {name}: {r:?} {journal}");
             }
             let _ = c.sh(&format!("rm -rf {path}"));
             assert_eq!(c.mode("request desktop").code, 0, "{what} at {name}");

@@ -52,7 +52,10 @@ impl Error {
             Error::Config(_) => 7,
             Error::State(StateError::Busy(_)) => 5,
             Error::State(StateError::Corrupt { .. } | StateError::Refused { .. }) => 7,
-            Error::State(e) | Error::Unrecorded { error: e, .. } if e.is_environment() => 7,
+            Error::State(e) if e.is_environment() => 7,
+            // Recording a finished transition is the machine's problem
+            // (disk, permissions, something in the way): always 7.
+            Error::Unrecorded { .. } => 7,
             Error::State(StateError::Io { .. }) => 1,
             Error::Systemd(
                 SystemdError::NotInit
@@ -63,7 +66,6 @@ impl Error {
             Error::NotPermitted(_) => 6,
             Error::TimedOut(_) => 8,
             Error::Internal(_) => 1,
-            Error::Unrecorded { .. } => 1,
         }
     }
 }

@@ -63,6 +63,11 @@ pub async fn request_as(
         let job = bus.enqueue_start(&unit).await?;
         return Ok(RequestOutcome::Queued { unit, job });
     }
+    // Which run was there before: if the same run is there after the job
+    // and it was not running already, systemd never ran the unit for us
+    // (its start rate limit, say). A unit that ended well is unloaded
+    // (its properties read as zero), so only a kept, failed run counts.
+    let (run_before, was_running) = bus.unit_run(&unit).await?;
     let job = match bus.run_job(&unit, JobKind::Start, timeout).await {
         Ok(job) => job,
         Err(SystemdError::JobTimeout { .. }) => {
@@ -74,6 +79,20 @@ pub async fn request_as(
         Err(e) => return Err(e.into()),
     };
     let end = bus.service_end(&unit).await?;
+    if run_before != 0 && end.started_usec == run_before && !was_running && end.settled {
+        let why = bus
+            .failure_reason(&unit)
+            .await
+            .unwrap_or_else(|| "no reason given".into());
+        return Ok(RequestOutcome::Finished {
+            record: None,
+            exit: 7,
+            why: Some(format!(
+                "systemd did not run {unit} (job {}: {}; the unit's last {why}); see `journalctl -u {unit}`",
+                job.id, job.result
+            )),
+        });
+    }
     // The record of the run that served our job (several requests for the
     // same mode share one job): the last one, or one the audit log has.
     let ours = |r: &TransitionRecord| r.job_id == Some(job.id);
@@ -81,7 +100,15 @@ pub async fn request_as(
         Ok(Some(r)) if ours(&r) => Some(r),
         _ => audit_find(&ctx.config.audit_log, ours).unwrap_or(None),
     };
-    let (exit, why) = served_code(&unit, record.as_ref(), &end);
+    let (exit, mut why) = served_code(&unit, record.as_ref(), &end);
+    if record.is_none() && exit == 7 {
+        // It stopped before recording anything: say what was in its way.
+        if let Some(e) = ctx.state.obstacle() {
+            why = Some(format!(
+                "{unit} stopped before it could record a transition: {e}"
+            ));
+        }
+    }
     Ok(RequestOutcome::Finished {
         record: record.map(Box::new),
         exit,
@@ -96,19 +123,20 @@ fn served_code(
     record: Option<&TransitionRecord>,
     end: &ServiceEnd,
 ) -> (u8, Option<String>) {
-    let same_run = end.settled
-        && record.is_some_and(|r| r.invocation_id.as_deref() == Some(end.invocation_id.as_str()));
     match record {
-        // The unit's own exit status is the transition's code (it says 7
-        // when the record was written but a later write failed).
-        Some(_) if same_run => unit_end_code(unit, end),
-        Some(r) if r.outcome == TransitionOutcome::InProgress => (
-            4,
-            Some(format!(
-                "{unit} ended before its transition {} finished; `sudo mode reconcile` completes it",
-                r.id
-            )),
-        ),
+        // Its run ended before the end of the transition: how it ended.
+        Some(r) if r.outcome == TransitionOutcome::InProgress => match unit_end_code(unit, end) {
+            (code, Some(why)) if end.settled && code != 0 => (code, Some(why)),
+            _ => (
+                4,
+                Some(format!(
+                    "{unit} ended before its transition {} finished; `sudo mode reconcile` completes it",
+                    r.id
+                )),
+            ),
+        },
+        // The machine switched but a state file could not be written.
+        Some(r) if r.record_error.is_some() => (7, None),
         Some(r) => (outcome_code(r.outcome), None),
         None if !end.settled => (
             1,
@@ -252,7 +280,7 @@ mod tests {
             result: result.into(),
             code,
             status,
-            invocation_id: "abc".into(),
+            started_usec: 42,
             settled: true,
         }
     }
@@ -296,15 +324,14 @@ mod tests {
 
     #[test]
     fn a_served_request_exits_with_its_transitions_code() {
-        // The same run: the unit's status decides (7 after a failed write).
         let r = record(7, "abc", TransitionOutcome::Converged);
-        assert_eq!(served_code(UNIT, Some(&r), &end(1, 7, "exit-code")).0, 7);
-        assert_eq!(served_code(UNIT, Some(&r), &end(1, 0, "success")).0, 0);
-        // A later run's status is not ours: the record decides.
-        let r = record(7, "older", TransitionOutcome::Refused);
-        assert_eq!(served_code(UNIT, Some(&r), &end(1, 0, "success")).0, 3);
-        let r = record(7, "older", TransitionOutcome::Converged);
         assert_eq!(served_code(UNIT, Some(&r), &end(1, 5, "exit-code")).0, 0);
+        let r = record(7, "abc", TransitionOutcome::Refused);
+        assert_eq!(served_code(UNIT, Some(&r), &end(1, 0, "success")).0, 3);
+        // Switched, but recording failed: 7.
+        let mut r = record(7, "abc", TransitionOutcome::Converged);
+        r.record_error = Some("/var/lib/mode-controller/desired: No space left on device".into());
+        assert_eq!(served_code(UNIT, Some(&r), &end(1, 7, "exit-code")).0, 7);
         // Killed mid-way: 4 with the sentence.
         let r = record(7, "abc", TransitionOutcome::InProgress);
         let (code, why) = served_code(UNIT, Some(&r), &end(2, 9, "signal"));

@@ -261,6 +261,21 @@ impl StateDir {
         }
     }
 
+    /// The first state file that cannot be read back (a directory, a FIFO,
+    /// a symlink, a huge or corrupt file), for a transition that stopped
+    /// before it could record anything.
+    pub fn obstacle(&self) -> Option<StateError> {
+        let checks: [&dyn Fn() -> Result<(), StateError>; 6] = [
+            &|| self.last_transition().map(|_| ()),
+            &|| self.last_guards().map(|_| ()),
+            &|| self.placement().map(|_| ()),
+            &|| self.current().map(|_| ()),
+            &|| self.desired().map(|_| ()),
+            &|| self.read(lock::HOLDER_FILE).map(|_| ()),
+        ];
+        checks.iter().find_map(|check| check().err())
+    }
+
     /// Take the transition lock (busy -> `StateError::Busy` naming the
     /// holder), then clear temporary files that dead writers left behind.
     pub fn lock(&self, transition_id: &str) -> Result<TransitionLock, StateError> {

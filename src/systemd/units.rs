@@ -15,15 +15,11 @@ pub struct ServiceEnd {
     pub code: i32,
     /// The exit status, or the signal number when killed.
     pub status: i32,
-    /// The run's invocation id, in the hex form of `$INVOCATION_ID`.
-    pub invocation_id: String,
+    /// When that run's main process started (monotonic µs).
+    pub started_usec: u64,
     /// False when another run began while these were read: they may not
     /// be the run that served the job.
     pub settled: bool,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Bus {
@@ -46,17 +42,13 @@ impl Bus {
     }
 
     /// How the last run of a service ended: its `Result`, how its main
-    /// process ended (`ExecMainCode`, `ExecMainStatus`) and which run that
-    /// was (`InvocationID`, read before and after, so a run that started in
-    /// between is noticed).
+    /// process ended (`ExecMainCode`, `ExecMainStatus`) and when that run
+    /// started (read before and after, so a run that began in between is
+    /// noticed).
     pub async fn service_end(&self, unit: &str) -> Result<ServiceEnd, SystemdError> {
         let service: ServiceProxy = self.unit_proxy(unit).await?;
-        let as_unit: UnitProxy = self.unit_proxy(unit).await?;
         let call = |what: &str, e| SystemdError::call(format!("{what} of {unit}"), e);
-        let before = as_unit
-            .invocation_id()
-            .await
-            .map_err(|e| call("InvocationID", e))?;
+        let (before, _) = self.unit_run(unit).await?;
         let result = service.result().await.map_err(|e| call("Result", e))?;
         let code = service
             .exec_main_code()
@@ -66,21 +58,31 @@ impl Bus {
             .exec_main_status()
             .await
             .map_err(|e| call("ExecMainStatus", e))?;
-        let after = as_unit
-            .invocation_id()
-            .await
-            .map_err(|e| call("InvocationID", e))?;
-        let active = as_unit
-            .active_state()
-            .await
-            .map_err(|e| call("ActiveState", e))?;
+        let (after, activating) = self.unit_run(unit).await?;
         Ok(ServiceEnd {
             result,
             code,
             status,
-            invocation_id: hex(&after),
-            settled: before == after && active != "activating",
+            started_usec: after,
+            settled: before == after && !activating,
         })
+    }
+
+    /// When the main process of `unit`'s last run started (monotonic µs, 0
+    /// when it never ran) and whether it is activating now.
+    pub async fn unit_run(&self, unit: &str) -> Result<(u64, bool), SystemdError> {
+        let service: ServiceProxy = self.unit_proxy(unit).await?;
+        let proxy: UnitProxy = self.unit_proxy(unit).await?;
+        let call = |what: &str, e| SystemdError::call(format!("{what} of {unit}"), e);
+        let started = service
+            .exec_main_start_timestamp_monotonic()
+            .await
+            .map_err(|e| call("ExecMainStartTimestampMonotonic", e))?;
+        let active = proxy
+            .active_state()
+            .await
+            .map_err(|e| call("ActiveState", e))?;
+        Ok((started, active == "activating"))
     }
 
     /// The id of the job `unit` has now, if any (a oneshot's start job
