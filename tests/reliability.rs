@@ -66,6 +66,9 @@ fn kill_at(c: &Container, to: &str, point: &str) -> bool {
         {
             let _ = c.sh(&format!("rm -f {STATE}/test-paused"));
             assert_eq!(c.sh(&format!("kill -9 {pid}")).code, 0);
+            // nsenter stopped itself when its child stopped (it passes job
+            // control on): it is ours to end.
+            let _ = child.kill();
             let _ = child.wait();
             return true;
         }
@@ -87,15 +90,28 @@ fn a_kill_at_every_step_leaves_an_honest_record_that_reconcile_completes() {
     let c = Container::boot();
     assert_eq!(c.mode("request desktop").code, 0);
     let (mut tried, mut recovered, mut mid) = (0, 0, 0);
-    for to in ["compute", "desktop", "studio-local", "desktop"] {
+    for (from, to) in [
+        ("desktop", "compute"),
+        ("compute", "desktop"),
+        ("desktop", "studio-local"),
+        ("studio-local", "desktop"),
+    ] {
         let mut points: Vec<String> = vec!["locked".into()];
         points.extend((1..=16).map(|i| format!("step-{i}")));
         points.extend(POINTS_AFTER_STEPS.iter().map(|p| p.to_string()));
+        let mut past_last_step = false;
         for point in &points {
+            if past_last_step && point.starts_with("step-") {
+                continue;
+            }
+            // Each kill interrupts the same transition, from the same place.
+            let back = c.mode(&format!("apply {from}"));
+            assert_eq!(back.code, 0, "{back:?}");
             let before = agreement(&c).0;
             if !kill_at(&c, to, point) {
                 // Fewer steps than that: the apply ran to the end.
-                assert_eq!(c.mode("reconcile").code, 0);
+                assert!(point.starts_with("step-"), "{point} not reached");
+                past_last_step = true;
                 continue;
             }
             tried += 1;
@@ -143,7 +159,7 @@ fn a_kill_at_every_step_leaves_an_honest_record_that_reconcile_completes() {
             assert_eq!((&current, &observed), (&desired, &desired), "{to} {point}");
             // The interrupted wish is completed, an earlier kill is not.
             let expect = if point == "locked" { &before } else { to };
-            assert_eq!(desired, expect, "{to} {point}");
+            assert_eq!(desired, expect, "{from} -> {to} {point}");
             assert!(c.mode("reconcile").stdout.contains("already converged"));
             assert!(
                 c.sh(&format!("ls -a {STATE} | grep -c '\\.tmp\\.'"))
@@ -503,4 +519,19 @@ fn hostile_files_at_state_paths_never_hang_leak_or_get_followed() {
     );
     tried += 1;
     eprintln!("figures: hostile inputs {tried}");
+}
+
+#[test]
+fn reconcile_clears_what_status_cannot_read() {
+    let c = Container::boot();
+    assert_eq!(c.mode("request desktop").code, 0);
+    c.write(&format!("{STATE}/last-guards.json"), "{\"evaluated_at\": 4");
+    c.write(&format!("{STATE}/capability-placement.json"), "[[[");
+    let s = c.mode("status");
+    assert_eq!(s.code, 7, "{s:?}");
+    assert!(one_line(&s).contains("reconcile"), "{}", s.stderr);
+    let r = c.mode("reconcile");
+    assert_eq!(r.code, 0, "{r:?}");
+    let s = c.mode("status");
+    assert_eq!(s.code, 0, "the advised reconcile repaired it: {s:?}");
 }

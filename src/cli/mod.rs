@@ -298,9 +298,47 @@ fn execute(cli: &Cli) -> Result<Output, Error> {
     runtime()?.block_on(run_async(cli, &ctx))
 }
 
+/// A usage error as the contract has every error: one line on stderr (and
+/// one JSON document on stdout under `--json`), exit 2. Help and version
+/// print as clap renders them.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    let line = usage_line(&e.render().to_string());
+    if std::env::args().any(|a| a == "--json") {
+        println!("{}", serde_json::json!({"error": line, "exit_code": 2}));
+    }
+    eprintln!("mode: {line}");
+    ExitCode::from(2)
+}
+
+/// clap's several lines, as one: what is wrong, then where to look.
+fn usage_line(rendered: &str) -> String {
+    let what: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let what = what.join(" ");
+    let what = what.strip_prefix("error: ").unwrap_or(&what);
+    format!("usage: {what}; see `mode --help`")
+}
+
 /// Run the command line and return the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let out = execute(&cli).unwrap_or_else(|e| {
         let line = e.to_string();
         Output {

@@ -370,6 +370,20 @@ fn finish(
     }
 }
 
+/// What status reports as unreadable and no transition may rewrite soon:
+/// a corrupt `last-guards.json` is dropped (no stale blockers are better
+/// than unreadable ones), and the placement is generated again.
+fn repair_unreadable(ctx: &Context) -> Result<(), Error> {
+    if let Err(e) = ctx.state.last_guards() {
+        warn!("{e}; removed by reconcile");
+        ctx.state.discard("last-guards.json")?;
+    }
+    if ctx.state.placement().is_err() {
+        write_placement(ctx)?;
+    }
+    Ok(())
+}
+
 /// `mode reconcile`: converge, under the lock, to the target of a
 /// transition that was interrupted (its record completed first), else to
 /// the desired mode (the default when none is recorded). Nothing is done,
@@ -381,6 +395,7 @@ pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionReco
     let id = transition_id(started);
     let _lock = ctx.state.lock(&id)?;
     let interrupted = complete_interrupted(ctx);
+    repair_unreadable(ctx)?;
     let desired = match interrupted {
         Some(to) => to,
         None => super::desired_mode(ctx)?.0,

@@ -261,6 +261,15 @@ impl StateDir {
         }
     }
 
+    /// Remove a state file that cannot be read back (never a directory).
+    pub fn discard(&self, name: &str) -> Result<(), StateError> {
+        let d = open_dir(&self.root).map_err(|e| refusal(&self.root, e))?;
+        match nix::unistd::unlinkat(Some(d.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+            Err(e) => Err(refusal(&self.path(name), e.into())),
+        }
+    }
+
     /// The first state file that cannot be read back (a directory, a FIFO,
     /// a symlink, a huge or corrupt file), for a transition that stopped
     /// before it could record anything.
