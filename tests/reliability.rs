@@ -535,3 +535,45 @@ fn reconcile_clears_what_status_cannot_read() {
     let s = c.mode("status");
     assert_eq!(s.code, 0, "the advised reconcile repaired it: {s:?}");
 }
+
+#[test]
+fn the_system_bus_lost_mid_transition_is_ridden_out() {
+    let c = Container::boot();
+    assert_eq!(c.mode("request desktop").code, 0);
+    let _ = c.sh(&format!("rm -f {STATE}/test-paused"));
+    let child = c.spawn("MODE_TEST_PAUSE=step-2 exec mode apply compute");
+    wait_until("the apply to pause at step 2", 20, || {
+        c.read(&format!("{STATE}/test-paused"))
+            .starts_with("step-2 ")
+    });
+    // dbus goes away under the paused transition (its socket stays, so the
+    // next connection starts it again).
+    let stop = c.sh("systemctl stop dbus.service");
+    assert_eq!(stop.code, 0, "{stop:?}");
+    // nsenter stopped itself with its child; continuing it continues both.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = c.last_transition();
+    assert_eq!(t["outcome"], "converged", "{t:#}");
+    assert!(
+        t["steps"]
+            .to_string()
+            .contains("the system bus went away; reconnected after"),
+        "{t:#}"
+    );
+    assert_eq!(
+        agreement(&c),
+        ("compute".into(), "compute".into(), "compute".into())
+    );
+}

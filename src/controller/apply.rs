@@ -40,7 +40,11 @@ async fn converge(
         return (records, Err(f));
     }
     test_pause(&ctx.state, "verify");
-    match ctx.observe(bus, None, None).await {
+    let mut observed = ctx.observe(bus, None, None).await;
+    if observed.is_err() && matches!(super::steps::ride_out_bus_loss(bus).await, Ok(Some(_))) {
+        observed = ctx.observe(bus, None, None).await;
+    }
+    match observed {
         Ok(o) if o.mode == ObservedMode::from(to) => (records, Ok(())),
         Ok(o) => (
             records,
@@ -288,7 +292,11 @@ async fn roll_back(
     let Some(prior_mode) = prior.as_mode() else {
         return ObservedMode::FailedTransition;
     };
-    let now = match ctx.observe(bus, None, None).await {
+    let mut observed = ctx.observe(bus, None, None).await;
+    if observed.is_err() && matches!(super::steps::ride_out_bus_loss(bus).await, Ok(Some(_))) {
+        observed = ctx.observe(bus, None, None).await;
+    }
+    let now = match observed {
         Ok(o) => o.mode,
         Err(_) => ObservedMode::FailedTransition,
     };

@@ -136,6 +136,57 @@ async fn set_budget(bus: &Bus, unit: &str, budget: &SliceBudget) -> Result<(), S
     }
 }
 
+/// How long a transition waits for the system bus to come back when it
+/// went away mid-transition (dbus restarted, say), before the step fails.
+pub const BUS_RETRY: Duration = Duration::from_secs(30);
+
+/// Whether `error` came with the system bus gone; if so, reconnect (for up
+/// to `BUS_RETRY`): `Ok(Some(secs))` when it came back, `Err` when it did not.
+pub async fn ride_out_bus_loss(bus: &Bus) -> Result<Option<f64>, String> {
+    if bus.alive().await {
+        return Ok(None);
+    }
+    match bus.reconnect(BUS_RETRY).await {
+        Ok(took) => Ok(Some(took.as_secs_f64())),
+        Err(e) => Err(format!(
+            "the system bus was lost and did not come back within {} s ({e})",
+            BUS_RETRY.as_secs()
+        )),
+    }
+}
+
+/// A step whose failure came from losing the system bus is run again once
+/// the bus is back (jobs are idempotent); the record says so.
+async fn run_step_riding_out_the_bus(
+    ctx: &Context,
+    bus: &Bus,
+    step: &Step,
+    to: Mode,
+) -> StepReport {
+    let report = run_step(ctx, bus, step, to).await;
+    let Some(error) = &report.error else {
+        return report;
+    };
+    match ride_out_bus_loss(bus).await {
+        Ok(None) => report,
+        Ok(Some(secs)) => {
+            let mut again = run_step(ctx, bus, step, to).await;
+            let note = format!(
+                "the system bus went away; reconnected after {secs:.1} s and ran the step again"
+            );
+            again.note = Some(match again.note {
+                Some(n) => format!("{note}; {n}"),
+                None => note,
+            });
+            again
+        }
+        Err(lost) => StepReport {
+            error: Some(format!("{error}; {lost}")),
+            ..report
+        },
+    }
+}
+
 /// Execute steps in order, stopping at the first failure (returned as the
 /// sentence for the record); `progress` sees the records after each step.
 /// Each step has a test pause point `step-N` (1-based) before it runs.
@@ -150,7 +201,7 @@ pub async fn execute(
     for (i, step) in steps.iter().enumerate() {
         crate::state::test_pause(&ctx.state, &format!("step-{}", i + 1));
         let t0 = Stamp::now();
-        let report = run_step(ctx, bus, step, to).await;
+        let report = run_step_riding_out_the_bus(ctx, bus, step, to).await;
         let failed = report
             .error
             .as_ref()

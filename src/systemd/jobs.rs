@@ -62,11 +62,11 @@ impl Bus {
         let mut removed = self.job_removed.lock().await;
         if removed.is_none() {
             let stream = self
-                .manager
+                .manager()
                 .receive_job_removed()
                 .await
                 .map_err(|e| SystemdError::call("subscribe to JobRemoved", e))?;
-            self.manager
+            self.manager()
                 .subscribe()
                 .await
                 .map_err(|e| SystemdError::call("Subscribe", e))?;
@@ -76,7 +76,7 @@ impl Bus {
             return Err(SystemdError::call("JobRemoved", "no signal stream"));
         };
         let (job_id, _, _, _, _, affected) = self
-            .manager
+            .manager()
             .enqueue_unit_job(unit.to_string(), kind.word().into(), "replace".into())
             .await
             .map_err(|e| enqueue_error(unit, kind, e))?;
@@ -125,7 +125,7 @@ impl Bus {
     /// Enqueue a start job and return without waiting (its job id).
     pub async fn enqueue_start(&self, unit: &str) -> Result<u32, SystemdError> {
         let (job_id, ..) = self
-            .manager
+            .manager()
             .enqueue_unit_job(unit.to_string(), "start".into(), "replace".into())
             .await
             .map_err(|e| enqueue_error(unit, JobKind::Start, e))?;

@@ -26,7 +26,7 @@ impl Bus {
     /// Load, active and sub state of each named unit, in the order asked.
     pub async fn unit_states(&self, names: &[String]) -> Result<Vec<UnitState>, SystemdError> {
         let listed = self
-            .manager
+            .manager()
             .list_units_by_names(names.to_vec())
             .await
             .map_err(|e| SystemdError::call("ListUnitsByNames", e))?;
@@ -109,7 +109,7 @@ impl Bus {
     /// The units running inside `slice`, each with its processes, from one
     /// `GetUnitProcesses` call on the slice (its whole cgroup subtree).
     pub async fn slice_units(&self, slice: &str) -> Result<Vec<SliceUnit>, SystemdError> {
-        let processes = match self.manager.get_unit_processes(slice.to_string()).await {
+        let processes = match self.manager().get_unit_processes(slice.to_string()).await {
             Ok(p) => p,
             // An inactive slice has no cgroup, and so no processes.
             Err(zbus::Error::MethodError(name, _, _)) if name.as_str().ends_with("NoSuchUnit") => {
@@ -138,7 +138,7 @@ impl Bus {
 
     /// Send `signal` to the main process of `unit` (systemd delivers it).
     pub async fn signal_main(&self, unit: &str, signal: i32) -> Result<(), SystemdError> {
-        self.manager
+        self.manager()
             .kill_unit(unit.to_string(), "main".into(), signal)
             .await
             .map_err(|e| SystemdError::call(format!("KillUnit {unit}"), e))
