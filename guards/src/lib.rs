@@ -28,7 +28,7 @@ pub use audio_idle::AudioIdle;
 pub use cpu_load_safe::CpuLoadSafe;
 pub use deadline::{secs_and_ms, Deadline};
 pub use external::ExternalGuard;
-pub use facts::{Facts, SessionInfo, SliceProcess, SliceUnit, UnitState};
+pub use facts::{Facts, SessionInfo, SliceProcess, SliceUnit, UnitState, GRAPHICAL_TYPES};
 pub use gpu_display_released::{
     resolve_display, DisplayGpu, DisplayGpuUse, GpuDisplayReleased, GpuHolder, UnknownHolder,
 };
@@ -41,10 +41,10 @@ pub use run::evaluate_all;
 pub use settings::within;
 pub use settings::{
     AiSliceSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings, GuardSettings,
-    MemorySettings, ScanMethod, SettingsError, VllmSettings, MAX_EXTERNAL_SECS, MAX_INTERVAL_MS,
-    MAX_MIB, MAX_WAIT_SECS,
+    MemorySettings, ScanMethod, SessionSettings, SettingsError, VllmSettings, MAX_EXTERNAL_SECS,
+    MAX_INTERVAL_MS, MAX_MIB, MAX_WAIT_SECS,
 };
-pub use studio_capability_local::{StudioCapabilityLocal, PLACEMENT_FILE};
+pub use studio_capability_local::StudioCapabilityLocal;
 pub use target_reachable::TargetReachable;
 pub use trust::check_trusted;
 pub use user_jobs_safe::UserJobsSafe;

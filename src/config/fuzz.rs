@@ -39,6 +39,7 @@ const NUMBERS: &[&str] = &[
     "/modes/compute/drain/grace_secs",
     "/timeouts/job_secs",
     "/timeouts/request_secs",
+    "/timeouts/settle_ms",
     "/idle/threshold_secs",
     "/idle/max_cpu_pressure",
 ];

@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use crate::clock::{transition_id, Stamp};
 use crate::mode::{Mode, ObservedMode};
-use crate::plan::{plan, Step};
+use crate::plan::{plan, plan_clearing, Step};
 use crate::state::{
     append_audit, test_pause, RollbackRecord, StateError, StepRecord, TransitionOutcome,
     TransitionRecord,
@@ -130,7 +130,7 @@ async fn transition(
         None
     });
     let before = ctx.observe(bus, None, recorded).await?;
-    let the_plan = plan(before.mode, to, &ctx.config);
+    let the_plan = plan_clearing(before.mode, to, &ctx.config, &before.strays());
     let (job_id, invocation_id) = own_unit(bus, to).await;
     let mut record = TransitionRecord {
         id,
@@ -380,16 +380,13 @@ fn finish(
 
 /// What status reports as unreadable and no transition may rewrite soon:
 /// a corrupt `last-guards.json` is dropped (no stale blockers are better
-/// than unreadable ones), and the placement is generated again.
+/// than unreadable ones), and the placement written again.
 fn repair_unreadable(ctx: &Context) -> Result<(), Error> {
     if let Err(e) = ctx.state.last_guards() {
         warn!("{e}; removed by reconcile");
         ctx.state.discard("last-guards.json")?;
     }
-    if ctx.state.placement().is_err() {
-        write_placement(ctx)?;
-    }
-    Ok(())
+    write_placement(ctx)
 }
 
 /// `mode reconcile`: converge, under the lock, to the target of a
@@ -410,7 +407,10 @@ pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionReco
     };
     let recorded = ctx.state.current().unwrap_or(None);
     let observed = ctx.observe(bus, None, recorded).await?;
-    if observed.mode == ObservedMode::from(desired) && recorded == Some(observed.mode) {
+    if observed.mode == ObservedMode::from(desired)
+        && recorded == Some(observed.mode)
+        && observed.strays().is_empty()
+    {
         return Ok(None);
     }
     transition(ctx, bus, desired, "reconcile", started, id)

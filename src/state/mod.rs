@@ -22,7 +22,7 @@ use serde::Serialize;
 
 pub use lock::{LockHolder, TransitionLock};
 pub use record::{
-    JobOutcome, JobRecord, RollbackRecord, StepOutcome, StepRecord, TransitionOutcome,
+    JobOutcome, JobRecord, ReadyRecord, RollbackRecord, StepOutcome, StepRecord, TransitionOutcome,
     TransitionRecord,
 };
 
@@ -217,9 +217,6 @@ impl StateDir {
         self.write_json("last-guards.json", report)
     }
 
-    pub fn placement(&self) -> Result<Option<serde_json::Value>, StateError> {
-        self.read_json("capability-placement.json")
-    }
     pub fn set_placement(&self, placement: &serde_json::Value) -> Result<(), StateError> {
         self.write_json("capability-placement.json", placement)
     }
@@ -277,7 +274,7 @@ impl StateDir {
         let checks: [&dyn Fn() -> Result<(), StateError>; 6] = [
             &|| self.last_transition().map(|_| ()),
             &|| self.last_guards().map(|_| ()),
-            &|| self.placement().map(|_| ()),
+            &|| self.read("capability-placement.json").map(|_| ()),
             &|| self.current().map(|_| ()),
             &|| self.desired().map(|_| ()),
             &|| self.read(lock::HOLDER_FILE).map(|_| ()),
@@ -717,7 +714,7 @@ mod tests {
                     "current" => s.current().map(|_| ()),
                     "last-transition.json" => s.last_transition().map(|_| ()),
                     "last-guards.json" => s.last_guards().map(|_| ()),
-                    "capability-placement.json" => s.placement().map(|_| ()),
+                    "capability-placement.json" => s.read("capability-placement.json").map(|_| ()),
                     _ => s.request_note().map(|_| ()),
                 }
                 .expect_err(&format!("{what} at {name} is refused"))
