@@ -579,3 +579,36 @@ fn the_system_bus_lost_mid_transition_is_ridden_out() {
         ("compute".into(), "compute".into(), "compute".into())
     );
 }
+
+#[test]
+fn a_masked_workload_the_target_wants_is_named_or_fails_the_switch() {
+    let c = Container::boot();
+    assert_eq!(c.mode("request desktop").code, 0);
+    assert_eq!(c.sh("systemctl mask vllm.service").code, 0);
+    let r = c.mode("request compute");
+    assert_eq!(r.code, 0, "warn by default: {r:?}");
+    assert!(
+        r.stdout.contains(
+            "warning: vllm.service, which compute.target wants, is masked (`systemctl unmask` it): the mode runs without it"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(c.last_transition()["steps"]
+        .to_string()
+        .contains("is masked"));
+    assert_eq!(c.mode("request desktop").code, 0);
+    c.write(
+        "/etc/mode-controller/config.json",
+        "{\"version\": 1, \"missing_workloads\": \"fail\"}\n",
+    );
+    let r = c.mode("request compute");
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        one_line(&r).contains("vllm.service, which compute.target wants, is masked")
+            && r.stderr.contains("rolled back to desktop"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(c.mode("current").stdout.trim(), "desktop");
+}

@@ -141,10 +141,7 @@ pub fn transition(t: &TransitionRecord, state_dir: &std::path::Path) -> (String,
             );
         }
         for w in &s.warnings {
-            let _ = writeln!(
-                out,
-                "         warning: {w} (not part of the mode; left as it is)"
-            );
+            let _ = writeln!(out, "         warning: {w}");
         }
     }
     for g in t.guards.iter().filter(|g| g.outcome != Outcome::Pass) {

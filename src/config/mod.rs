@@ -63,6 +63,14 @@ pub enum DisplayManager {
     None,
 }
 
+/// What a masked or missing workload of the mode's target does to a switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingWorkloads {
+    Warn,
+    Fail,
+}
+
 /// How a guard counts for one mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -149,6 +157,10 @@ pub struct Config {
     pub idle: IdleConfig,
     /// What boot brings the machine to: "default" (default_mode) or "last" (the last desired mode).
     pub boot_mode: BootMode,
+    /// What a workload the mode's target wants, found masked or missing
+    /// when the target starts, does to the switch: "warn" (recorded, the
+    /// switch goes on) or "fail" (the switch fails and rolls back).
+    pub missing_workloads: MissingWorkloads,
     /// Whether `display-manager.service` belongs to desktop: "auto" (when
     /// installed), "required" or "none".
     pub display_manager: DisplayManager,
@@ -415,6 +427,7 @@ pub fn defaults() -> Config {
         vllm_profiles: None,
         idle: IdleConfig::default(),
         boot_mode: BootMode::Default,
+        missing_workloads: MissingWorkloads::Warn,
         display_manager: DisplayManager::Auto,
         readiness: BTreeMap::new(),
     }

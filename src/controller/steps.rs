@@ -68,7 +68,14 @@ async fn run_step(
             }
         }
         Step::Stop { unit } => run_job(ctx, bus, unit, JobKind::Stop, to).await,
-        Step::Start { unit } => run_job(ctx, bus, unit, JobKind::Start, to).await,
+        Step::Start { unit } => {
+            let report = run_job(ctx, bus, unit, JobKind::Start, to).await;
+            if report.error.is_none() && *unit == ctx.config.mode(to).target {
+                name_missing_workloads(ctx, bus, unit, report).await
+            } else {
+                report
+            }
+        }
         Step::SetBudget { unit, budget } => {
             StepReport::from_result(set_budget(bus, unit, budget).await)
         }
@@ -135,7 +142,10 @@ async fn run_job(ctx: &Context, bus: &Bus, unit: &str, kind: JobKind, to: Mode) 
     let words = |(unit, result): &(String, String)| format!("{unit} ended '{result}'");
     if fatal.is_empty() {
         return StepReport {
-            warnings: others.iter().map(words).collect(),
+            warnings: others
+                .iter()
+                .map(|f| format!("{} (not part of the mode; left as it is)", words(f)))
+                .collect(),
             started: job.started,
             ..StepReport::default()
         };
@@ -148,6 +158,50 @@ async fn run_job(ctx: &Context, bus: &Bus, unit: &str, kind: JobKind, to: Mode) 
         });
     }
     StepReport::failed(reasons.join("; "))
+}
+
+/// A workload the target wants that is masked or not installed is named:
+/// the target starts without it, which is not the mode it promises. A
+/// warning, or with `missing_workloads: "fail"` the step's failure.
+async fn name_missing_workloads(
+    ctx: &Context,
+    bus: &Bus,
+    target: &str,
+    mut report: StepReport,
+) -> StepReport {
+    let wanted = match bus.unit_dependencies(target).await {
+        Ok(w) => w,
+        Err(e) => return StepReport::failed(e.to_string()),
+    };
+    let states = match bus.unit_states(&wanted).await {
+        Ok(s) => s,
+        Err(e) => return StepReport::failed(e.to_string()),
+    };
+    let missing: Vec<String> = states
+        .iter()
+        .filter(|s| s.load_state == "masked" || s.is_not_found())
+        .map(|s| {
+            let what = if s.load_state == "masked" {
+                "masked (`systemctl unmask` it)"
+            } else {
+                "not installed"
+            };
+            format!(
+                "{}, which {target} wants, is {what}: the mode runs without it",
+                s.unit
+            )
+        })
+        .collect();
+    if missing.is_empty() {
+        return report;
+    }
+    match ctx.config.missing_workloads {
+        crate::config::MissingWorkloads::Warn => {
+            report.warnings.extend(missing);
+            report
+        }
+        crate::config::MissingWorkloads::Fail => StepReport::failed(missing.join("; ")),
+    }
 }
 
 async fn is_not_installed(bus: &Bus, unit: &str) -> bool {
