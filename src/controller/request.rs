@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::clock::Stamp;
 use crate::mode::Mode;
 use crate::state::{audit_find, StateError, TransitionOutcome, TransitionRecord};
 use crate::systemd::{Bus, JobKind, ServiceEnd, SystemdError};
@@ -95,7 +96,14 @@ pub async fn request_as(
     }
     // The record of the run that served our job (several requests for the
     // same mode share one job): the last one, or one the audit log has.
-    let ours = |r: &TransitionRecord| r.job_id == Some(job.id);
+    // Job ids start again at every boot, and the audit log outlives boots:
+    // ours is for this mode and started since this boot.
+    let booted = boot_stamp();
+    let ours = |r: &TransitionRecord| {
+        r.job_id == Some(job.id)
+            && r.to == mode.word()
+            && Stamp::parse_rfc3339(&r.started_at).is_some_and(|t| t >= booted)
+    };
     let record = match ctx.state.last_transition() {
         Ok(Some(r)) if ours(&r) => Some(r),
         _ => audit_find(&ctx.config.audit_log, ours).unwrap_or(None),
@@ -114,6 +122,19 @@ pub async fn request_as(
         exit,
         why,
     })
+}
+
+/// When this boot began (now less the uptime), a little early to be safe.
+fn boot_stamp() -> Stamp {
+    let uptime_ms = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0, |secs| (secs * 1000.0) as u64);
+    Stamp(
+        Stamp::now()
+            .0
+            .saturating_sub(uptime_ms.saturating_add(60_000)),
+    )
 }
 
 /// The exit code of a request served by the run that wrote `record` (if
