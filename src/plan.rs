@@ -36,6 +36,32 @@ pub enum Step {
         unit: String,
         policy: Drain,
     },
+    /// Drain this machine's Slurm node (no new job lands) and handle its
+    /// running jobs by the mode's policy: requeue after the checkpoint
+    /// signal, wait until they end, or (refuse) none may run.
+    SlurmDrain {
+        node: String,
+        policy: Drain,
+    },
+    /// Let Slurm place jobs on the node again, once compute is reached.
+    SlurmResume {
+        node: String,
+    },
+    /// Taint this machine's Kubernetes node (NoSchedule) and label it with
+    /// the mode, then handle its GPU pods by the mode's policy: evict them
+    /// through the Eviction API, wait until they end, or (refuse) none may run.
+    K3sDrain {
+        node: String,
+        policy: Drain,
+    },
+    /// Take the taint away and label the node compute, once compute is reached.
+    K3sResume {
+        node: String,
+    },
+    /// A user's executable (`integrations.exec`), run with the transition on stdin.
+    Exec {
+        name: String,
+    },
     /// Last: every service the switch started must stay active for the
     /// window, and those with a readiness check must answer it, before the
     /// mode counts as reached. `unit` is the mode's target.
@@ -57,6 +83,11 @@ impl Step {
             Step::DrainVllm { .. } => "drain-vllm",
             Step::DrainJobs { .. } => "drain-jobs",
             Step::Settle { .. } => "settle",
+            Step::SlurmDrain { .. } => "slurm-drain",
+            Step::SlurmResume { .. } => "slurm-resume",
+            Step::K3sDrain { .. } => "k3s-drain",
+            Step::K3sResume { .. } => "k3s-resume",
+            Step::Exec { .. } => "exec",
         }
     }
 
@@ -66,6 +97,11 @@ impl Step {
             Step::Check { guard } => guard,
             Step::DrainVllm { unit, .. } | Step::DrainJobs { unit, .. } => unit,
             Step::Settle { unit, .. } => unit,
+            Step::SlurmDrain { node, .. }
+            | Step::SlurmResume { node }
+            | Step::K3sDrain { node, .. }
+            | Step::K3sResume { node } => node,
+            Step::Exec { name } => name,
         }
     }
 
@@ -95,6 +131,37 @@ impl Step {
                 }
                 JobPolicy::Refuse => format!("refuse if user jobs run in {unit}"),
             },
+            Step::SlurmDrain { node, policy } => match policy.jobs {
+                JobPolicy::Checkpoint => format!(
+                    "drain the Slurm node {node}, send its jobs {}, allow {} s, then requeue those still running",
+                    policy.checkpoint_signal.name(),
+                    policy.grace_secs
+                ),
+                JobPolicy::Wait => format!(
+                    "drain the Slurm node {node} and wait up to {} s for its jobs to end",
+                    policy.wait_secs
+                ),
+                JobPolicy::Refuse => {
+                    format!("drain the Slurm node {node} (refused before this if a job runs there)")
+                }
+            },
+            Step::SlurmResume { node } => format!("resume the Slurm node {node}"),
+            Step::K3sDrain { node, policy } => match policy.jobs {
+                JobPolicy::Checkpoint => format!(
+                    "taint the Kubernetes node {node} NoSchedule and evict its GPU pods (PodDisruptionBudgets honoured)"
+                ),
+                JobPolicy::Wait => format!(
+                    "taint the Kubernetes node {node} NoSchedule and wait up to {} s for its GPU pods to end",
+                    policy.wait_secs
+                ),
+                JobPolicy::Refuse => format!(
+                    "taint the Kubernetes node {node} NoSchedule (refused before this if a GPU pod runs there)"
+                ),
+            },
+            Step::K3sResume { node } => {
+                format!("take the taint off the Kubernetes node {node} and label it compute")
+            }
+            Step::Exec { name } => format!("run the exec step {name} with the transition on stdin"),
             Step::Settle {
                 window_ms, ready, ..
             } => {
@@ -238,7 +305,58 @@ fn drains(config: &Config, from: Option<Mode>, to: Mode) -> Vec<Step> {
         unit: config.guard_settings.ai_slice.slice.clone(),
         policy: drain.clone(),
     });
-    vllm.chain(jobs).collect()
+    // The scheduler first: once the node is drained no new job lands on it.
+    let slurm = slurm_node(config)
+        .filter(|_| leaving_compute)
+        .map(|node| Step::SlurmDrain {
+            node,
+            policy: drain.clone(),
+        });
+    let k3s = k3s_node(config)
+        .filter(|_| leaving_compute)
+        .map(|node| Step::K3sDrain {
+            node,
+            policy: drain.clone(),
+        });
+    slurm
+        .into_iter()
+        .chain(k3s)
+        .chain(vllm)
+        .chain(jobs)
+        .collect()
+}
+
+/// The Slurm node, when the integration is on (named by `Context::new`).
+fn slurm_node(config: &Config) -> Option<String> {
+    let slurm = config.integrations.slurm.as_ref()?;
+    Some(slurm.node.clone().unwrap_or_default())
+}
+
+/// The Kubernetes node, likewise.
+fn k3s_node(config: &Config) -> Option<String> {
+    let k3s = config.integrations.k3s.as_ref()?;
+    Some(k3s.node.clone().unwrap_or_default())
+}
+
+/// After the switch is reached: the scheduler told (entering compute, the
+/// Slurm node takes jobs again), then the user's exec steps for `to`.
+fn announce(config: &Config, to: Mode) -> Vec<Step> {
+    let entering = to == Mode::Compute;
+    let resume = slurm_node(config)
+        .filter(|_| entering)
+        .map(|node| Step::SlurmResume { node });
+    let untaint = k3s_node(config)
+        .filter(|_| entering)
+        .map(|node| Step::K3sResume { node });
+    let exec = config
+        .integrations
+        .exec
+        .iter()
+        .filter(|e| e.runs_for(to))
+        .map(|e| Step::Exec {
+            name: e.name.clone(),
+        });
+    resume.into_iter().chain(untaint).chain(exec).collect()
 }
 
 /// The ordered steps that take the machine from `from` to `to`: drains
@@ -271,6 +389,7 @@ pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
             drains(config, from.as_mode(), to),
             budgets(config, to),
             settle(config, to, moves),
+            announce(config, to),
         ]
         .concat()
     };

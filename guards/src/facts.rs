@@ -147,6 +147,35 @@ pub struct Facts {
     pub unit_states: Vec<UnitState>,
     /// Where each capability runs, from the configuration as it is now.
     pub capability_placement: serde_json::Value,
+    /// The Slurm jobs holding this node, or why Slurm could not be asked;
+    /// `None` without the Slurm integration.
+    pub slurm_jobs: Option<Result<Vec<ScheduledWork>, String>>,
+    /// The GPU pods on this node, likewise for the Kubernetes integration.
+    pub k3s_pods: Option<Result<Vec<ScheduledWork>, String>>,
+}
+
+/// Work a cluster scheduler placed on this node: a Slurm job (`id` its job
+/// id, `owner` its user) or a pod (`id` namespace/name, `owner` its namespace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduledWork {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub state: String,
+}
+
+impl ScheduledWork {
+    /// `job 12 (train-x) of alice, RUNNING`
+    pub fn words(&self) -> String {
+        if self.id == self.name {
+            format!("pod {} of {}, {}", self.id, self.owner, self.state)
+        } else {
+            format!(
+                "job {} ({}) of {}, {}",
+                self.id, self.name, self.owner, self.state
+            )
+        }
+    }
 }
 
 impl Facts {
@@ -159,6 +188,8 @@ impl Facts {
             slice_units: Err("units in the AI slice were not gathered".into()),
             unit_states: Vec::new(),
             capability_placement: serde_json::Value::Null,
+            slurm_jobs: None,
+            k3s_pods: None,
         }
     }
 

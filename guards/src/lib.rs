@@ -16,6 +16,7 @@ mod registry;
 mod report;
 mod roots;
 mod run;
+mod scheduled_work_safe;
 mod settings;
 mod studio_capability_local;
 mod target_reachable;
@@ -28,7 +29,9 @@ pub use audio_idle::AudioIdle;
 pub use cpu_load_safe::CpuLoadSafe;
 pub use deadline::{secs_and_ms, Deadline};
 pub use external::ExternalGuard;
-pub use facts::{Facts, SessionInfo, SliceProcess, SliceUnit, UnitState, GRAPHICAL_TYPES};
+pub use facts::{
+    Facts, ScheduledWork, SessionInfo, SliceProcess, SliceUnit, UnitState, GRAPHICAL_TYPES,
+};
 pub use gpu_display_released::{
     resolve_display, DisplayGpu, DisplayGpuUse, GpuDisplayReleased, GpuHolder, UnknownHolder,
 };
@@ -38,6 +41,7 @@ pub use registry::{builtin, external, gpu_release_verification, BUILTIN_GUARDS};
 pub use report::{GuardReport, GuardResult, Outcome, Severity, Verdict};
 pub use roots::Roots;
 pub use run::evaluate_all;
+pub use scheduled_work_safe::{ScheduledWorkSafe, Scheduler};
 pub use settings::within;
 pub use settings::{
     AiSliceSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings, GuardSettings,

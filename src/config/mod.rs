@@ -8,6 +8,7 @@ mod drain;
 #[cfg(test)]
 mod fuzz;
 mod idle;
+mod integrations;
 mod readiness;
 mod vllm;
 
@@ -19,6 +20,9 @@ use serde::{Deserialize, Serialize};
 pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
 pub use drain::{Drain, JobPolicy};
 pub use idle::{BootMode, IdleConfig};
+pub use integrations::{
+    ExecIntegration, Integrations, K3sIntegration, SlurmIntegration, Unreachable,
+};
 pub use readiness::Readiness;
 pub use vllm::{VllmPlacement, VllmProfiles};
 
@@ -167,6 +171,8 @@ pub struct Config {
     /// Readiness checks by unit: a started unit with one counts as up only
     /// once its URL answers 2xx (for example vLLM's `/health`).
     pub readiness: BTreeMap<String, Readiness>,
+    /// Slurm and `exec` steps (see docs/configuration.md).
+    pub integrations: Integrations,
 }
 
 impl Config {
@@ -175,6 +181,14 @@ impl Config {
             Mode::Desktop => &self.modes.desktop,
             Mode::StudioLocal => &self.modes.studio_local,
             Mode::Compute => &self.modes.compute,
+        }
+    }
+
+    pub fn mode_mut(&mut self, mode: Mode) -> &mut ModeConfig {
+        match mode {
+            Mode::Desktop => &mut self.modes.desktop,
+            Mode::StudioLocal => &mut self.modes.studio_local,
+            Mode::Compute => &mut self.modes.compute,
         }
     }
 
@@ -264,11 +278,7 @@ impl Config {
                     (*profile, mode),
                     ("compute", Mode::Compute) | ("desktop", Mode::Desktop)
                 );
-                let m = match mode {
-                    Mode::Desktop => &mut self.modes.desktop,
-                    Mode::StudioLocal => &mut self.modes.studio_local,
-                    Mode::Compute => &mut self.modes.compute,
-                };
+                let m = self.mode_mut(mode);
                 if runs_here {
                     add(&mut m.start, &p.unit);
                 } else {
@@ -283,11 +293,7 @@ impl Config {
     /// starts, stops or expects `display-manager.service`.
     pub fn without_display_manager(mut self) -> Self {
         for mode in Mode::ALL {
-            let m = match mode {
-                Mode::Desktop => &mut self.modes.desktop,
-                Mode::StudioLocal => &mut self.modes.studio_local,
-                Mode::Compute => &mut self.modes.compute,
-            };
+            let m = self.mode_mut(mode);
             for list in [&mut m.stop, &mut m.start, &mut m.overlay] {
                 list.retain(|u| u != DISPLAY_MANAGER);
             }
@@ -430,6 +436,7 @@ pub fn defaults() -> Config {
         missing_workloads: MissingWorkloads::Warn,
         display_manager: DisplayManager::Auto,
         readiness: BTreeMap::new(),
+        integrations: Integrations::default(),
     }
 }
 
@@ -675,6 +682,7 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
     for (i, u) in c.keep_running.iter().enumerate() {
         check_unit(&format!("keep_running[{i}]"), u)?;
     }
+    c.integrations.validate()?;
     for (unit, check) in &c.readiness {
         check_unit(&format!("readiness.{unit}"), unit)?;
         check.check(&format!("readiness.{unit}"))?;

@@ -14,28 +14,36 @@ use crate::state::{
 use crate::systemd::Bus;
 
 use super::evaluate::evaluate;
-use super::steps::execute;
+use super::steps::{execute, Transition};
 use super::{Context, Error};
 
-/// Execute a plan into `to` and check the machine really is there. With
-/// `journal`, the in-progress record is rewritten after each step.
+/// Execute a plan into `to` and check the machine really is there.
+/// `record` names the transition the steps belong to; while it is
+/// in progress, it is rewritten after each step (the journal).
 async fn converge(
     ctx: &Context,
     bus: &Bus,
     steps: &[Step],
     to: Mode,
-    journal: &TransitionRecord,
+    record: &TransitionRecord,
 ) -> (Vec<StepRecord>, Result<(), String>) {
+    let t = Transition {
+        transition: &record.id,
+        from: &record.from,
+        to: to.word(),
+        to_mode: to,
+        requested_by: &record.requested_by,
+    };
     let mut progress = |done: &[StepRecord]| {
-        if journal.outcome == TransitionOutcome::InProgress {
-            let mut r = journal.clone();
+        if record.outcome == TransitionOutcome::InProgress {
+            let mut r = record.clone();
             r.steps = done.to_vec();
             if let Err(e) = ctx.state.set_last_transition(&r) {
                 warn!("{e}");
             }
         }
     };
-    let (records, failure) = execute(ctx, bus, steps, to, &mut progress).await;
+    let (records, failure) = execute(ctx, bus, steps, &t, &mut progress).await;
     if let Some(f) = failure {
         return (records, Err(f));
     }

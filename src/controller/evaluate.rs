@@ -3,6 +3,7 @@
 //! external), run them all concurrently, and run the post-teardown checks
 //! that a plan's `check` steps ask for.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mode_guards::{
@@ -13,7 +14,7 @@ use mode_guards::{
 use crate::clock::Stamp;
 use crate::config::{Config, GuardSeverity, JobPolicy};
 use crate::mode::{Mode, ObservedMode};
-use crate::plan::Plan;
+use crate::plan::{Plan, Step};
 use crate::systemd::Bus;
 
 use super::{Context, Error};
@@ -42,6 +43,24 @@ async fn gather(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<Facts, Error> {
     facts.units_to_start = pick(&to_start);
     facts.unit_states = pick(&of_interest);
     facts.capability_placement = ctx.config.placement_document();
+    let drains = |f: fn(&Step) -> bool| plan.steps.iter().any(f);
+    let integrations = &ctx.config.integrations;
+    let slurm = integrations.slurm.as_ref();
+    if let Some(slurm) = slurm.filter(|_| drains(|s| matches!(s, Step::SlurmDrain { .. }))) {
+        let jobs = crate::integrations::slurm::Slurm::new(slurm).jobs().await;
+        facts.slurm_jobs = Some(jobs.map_err(|e| e.to_string()));
+    }
+    let k3s = integrations.k3s.as_ref();
+    if let Some(k3s) = k3s.filter(|_| drains(|s| matches!(s, Step::K3sDrain { .. }))) {
+        let pods = match crate::integrations::k3s::K3s::new(k3s) {
+            Ok(k) => k
+                .pods()
+                .await
+                .map(|p| p.iter().map(|p| p.as_work()).collect()),
+            Err(e) => Err(e),
+        };
+        facts.k3s_pods = Some(pods.map_err(|e| e.to_string()));
+    }
     facts.sessions = bus.sessions().await.map_err(|e| e.to_string());
     facts.slice_units = bus
         .slice_units(&settings.ai_slice.slice)
@@ -88,6 +107,27 @@ fn severity_for(
     }
 }
 
+/// The guards of `plan.to` as configured, plus `slurm_jobs_safe` when the
+/// plan drains a Slurm node and the configuration does not name it: hard
+/// with the `refuse` job policy, soft (naming the jobs) otherwise.
+fn guards_for(plan: &Plan, config: &Config) -> BTreeMap<String, GuardSeverity> {
+    let mut guards = config.mode(plan.to).guards.clone();
+    for step in &plan.steps {
+        let (guard, policy) = match step {
+            Step::SlurmDrain { policy, .. } => ("slurm_jobs_safe", policy.jobs),
+            Step::K3sDrain { policy, .. } => ("k3s_gpu_pods_safe", policy.jobs),
+            _ => continue,
+        };
+        let severity = if policy == JobPolicy::Refuse {
+            GuardSeverity::Hard
+        } else {
+            GuardSeverity::Soft
+        };
+        guards.entry(guard.to_string()).or_insert(severity);
+    }
+    guards
+}
+
 /// Evaluate every guard configured for `plan.to`.
 pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardReport, Error> {
     let settings = &ctx.config.guard_settings;
@@ -95,7 +135,7 @@ pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardRepo
     let externals = external(settings);
     let mut runnable = Vec::new();
     let mut missing = Vec::new();
-    for (name, configured) in &ctx.config.mode(plan.to).guards {
+    for (name, configured) in &guards_for(plan, &ctx.config) {
         let Some(severity) = severity_for(name, *configured, plan, &ctx.config) else {
             continue;
         };

@@ -7,6 +7,7 @@ mod apply;
 mod boot;
 mod drain;
 mod evaluate;
+mod integrate;
 mod query;
 mod request;
 mod settle;
@@ -93,11 +94,35 @@ impl Context {
             active_state: "unknown".into(),
             sub_state: "unknown".into(),
         });
-        let config = if display_manager.is_none() {
+        let mut config = if display_manager.is_none() {
             config.without_display_manager()
         } else {
             config
         };
+        if let Some(k3s) = config.integrations.k3s.as_mut() {
+            k3s.node.get_or_insert_with(crate::integrations::host_name);
+            // kubelet runs the pods in kubepods.slice, outside
+            // platform.slice: the platform budget covers them too, unless
+            // the configuration budgets that slice itself.
+            for mode in Mode::ALL {
+                let slices = &mut config.mode_mut(mode).slices;
+                if let Some(platform) = slices.get("platform.slice").cloned() {
+                    slices.entry("kubepods.slice".into()).or_insert(platform);
+                }
+            }
+        }
+        if let Some(slurm) = config.integrations.slurm.as_mut() {
+            // The node is this machine unless the configuration names it;
+            // its job processes live in slurmd.service, which the
+            // integration handles, so user_jobs_safe leaves it alone.
+            slurm
+                .node
+                .get_or_insert_with(crate::integrations::host_name);
+            let managed = &mut config.guard_settings.ai_slice.managed;
+            if !managed.iter().any(|u| u == "slurmd.service") {
+                managed.push("slurmd.service".into());
+            }
+        }
         Self {
             config,
             state,

@@ -92,6 +92,11 @@ pub enum JobOutcome {
     Killed,
     /// It ended by itself while the controller waited.
     Ended,
+    /// A Kubernetes pod evicted through the Eviction API.
+    Evicted,
+    /// A Slurm job put back in the queue (after its checkpoint signal), to
+    /// run again where Slurm places it.
+    Requeued,
     /// It still runs: the transition did not go ahead.
     LeftRunning,
 }

@@ -94,6 +94,17 @@ impl HttpUrl {
 
 /// GET `url`, the whole exchange bounded by `timeout`.
 pub fn get(url: &HttpUrl, timeout: Duration) -> Result<HttpResponse, HttpError> {
+    send("GET", url, None, timeout)
+}
+
+/// `method` to `url` with an optional body and its content type, the
+/// whole exchange bounded by `timeout`.
+pub fn send(
+    method: &str,
+    url: &HttpUrl,
+    body: Option<(&str, &[u8])>,
+    timeout: Duration,
+) -> Result<HttpResponse, HttpError> {
     let deadline = crate::Deadline::after(timeout);
     let text_url = url.to_url();
     let io = |e: std::io::Error| -> HttpError {
@@ -114,12 +125,24 @@ pub fn get(url: &HttpUrl, timeout: Duration) -> Result<HttpResponse, HttpError> 
     };
     let mut stream = connect(url, timeout)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let content = match body {
+        Some((kind, bytes)) => format!(
+            "Content-Type: {kind}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ),
+        None if method == "GET" => String::new(),
+        None => "Content-Length: 0\r\n".into(),
+    };
     let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mode-controller\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mode-controller\r\nAccept: application/json, */*\r\n{content}Connection: close\r\n\r\n",
         url.path,
         url.authority()
     );
-    stream.write_all(request.as_bytes()).map_err(io)?;
+    let mut request = request.into_bytes();
+    if let Some((_, bytes)) = body {
+        request.extend_from_slice(bytes);
+    }
+    stream.write_all(&request).map_err(io)?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
