@@ -66,8 +66,21 @@ pub enum Command {
         #[arg(long, env = "MODE_BOOT_MODE")]
         boot_mode: Option<crate::config::BootMode>,
     },
+    /// The way back from compute (root; what mode-way-back.service runs in
+    /// compute): a key held at the seat (way_back.key for way_back.hold_ms)
+    /// requests desktop, recorded as "input", unless a hard guard would refuse.
+    WayBack,
     /// Desired, recorded and observed mode with evidence, last transition, blockers.
     Status,
+    /// Print the state now, then a line at every change (a switch starting,
+    /// its outcome, a unit stopped by hand); with --json one JSON object a
+    /// line, with the `text`, `alt`, `class` and `tooltip` a waybar custom
+    /// module reads. Anyone may run it; it costs nothing while nothing changes.
+    Watch,
+    /// Follow the state like `watch` and show a desktop notification when a
+    /// switch starts, converges, is refused (with the blocker) or fails; run
+    /// by the user in their graphical session (mode-notify.service, a user unit).
+    Notify,
     /// The observed mode: one of desktop, studio-local, compute, transitioning, failed-transition.
     Current,
     /// The desired mode (the configured default when none was requested).

@@ -164,6 +164,50 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
             }
             Ok(out)
         }
+        Command::WayBack => {
+            crate::idle::wayback::run::way_back(ctx, &bus).await?;
+            Ok(Output::ok(String::new(), &serde_json::Value::Null))
+        }
+        Command::Watch => {
+            let json = cli.json;
+            controller::watch(ctx, &bus, async |s| {
+                let line = if json {
+                    render::watch_json(s).to_string()
+                } else {
+                    render::watch_line(s)
+                };
+                let mut out = std::io::stdout().lock();
+                // A reader that went away (a status bar restarted) ends the watch.
+                writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+            })
+            .await?;
+            Ok(Output::ok(String::new(), &serde_json::Value::Null))
+        }
+        Command::Notify => {
+            let mut notifier = crate::systemd::Notifier::connect().await?;
+            let mut last: Option<controller::Snapshot> = None;
+            let mut failure = None;
+            controller::watch(ctx, &bus, async |s| {
+                let news = last.as_ref().and_then(|l| controller::news(l, s));
+                last = Some(s.clone());
+                let Some((summary, body, urgent)) = news else {
+                    return true;
+                };
+                // The notification service gone (the session ending) ends this too.
+                match notifier.notify(&summary, &body, urgent).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            })
+            .await?;
+            match failure {
+                Some(e) => Err(e.into()),
+                None => Ok(Output::ok(String::new(), &serde_json::Value::Null)),
+            }
+        }
         Command::Current => {
             let lock = ctx.state.lock_holder();
             let recorded = ctx.state.current().unwrap_or(None);
@@ -265,6 +309,7 @@ fn mutating(c: &Command) -> Option<String> {
         Command::Apply { mode } => Some(format!("apply {mode}")),
         Command::Reconcile => Some("reconcile".into()),
         Command::Boot { .. } => Some("boot".into()),
+        Command::WayBack => Some("way-back".into()),
         _ => None,
     }
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
 pub use drain::{Drain, JobPolicy};
-pub use idle::{BootMode, IdleConfig};
+pub use idle::{BootMode, IdleConfig, WayBackConfig};
 pub use integrations::{
     ExecIntegration, Integrations, K3sIntegration, SlurmIntegration, Unreachable,
 };
@@ -173,6 +173,8 @@ pub struct Config {
     pub readiness: BTreeMap<String, Readiness>,
     /// Slurm and `exec` steps (see docs/configuration.md).
     pub integrations: Integrations,
+    /// The held key that brings the desktop back from compute.
+    pub way_back: WayBackConfig,
 }
 
 impl Config {
@@ -437,6 +439,7 @@ pub fn defaults() -> Config {
         display_manager: DisplayManager::Auto,
         readiness: BTreeMap::new(),
         integrations: Integrations::default(),
+        way_back: WayBackConfig::default(),
     }
 }
 
@@ -683,6 +686,7 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
         check_unit(&format!("keep_running[{i}]"), u)?;
     }
     c.integrations.validate()?;
+    c.way_back.validate()?;
     for (unit, check) in &c.readiness {
         check_unit(&format!("readiness.{unit}"), unit)?;
         check.check(&format!("readiness.{unit}"))?;

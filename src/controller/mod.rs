@@ -12,6 +12,7 @@ mod query;
 mod request;
 mod settle;
 mod steps;
+mod watch;
 
 use mode_guards::UnitState;
 
@@ -26,6 +27,7 @@ pub use apply::{apply, reconcile};
 pub use boot::{boot, boot_mode, BootOutcome};
 pub use query::{desired_mode, dry_run, status, DryRun, Status};
 pub use request::{request, request_as, RequestOutcome};
+pub use watch::{news, watch, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

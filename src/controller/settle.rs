@@ -89,7 +89,7 @@ pub async fn settle(
         });
     }
     let (mut watch, states) = bus
-        .watch_active(&services)
+        .watch_units(&services)
         .await
         .map_err(|e| e.to_string())?;
     if let Some(down) = states

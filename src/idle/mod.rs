@@ -4,6 +4,7 @@
 
 mod decide;
 mod signals;
+pub mod wayback;
 
 use std::path::PathBuf;
 use std::time::Duration;

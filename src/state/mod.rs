@@ -6,6 +6,7 @@
 
 mod lock;
 mod record;
+mod watch;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -25,6 +26,7 @@ pub use record::{
     JobOutcome, JobRecord, ReadyRecord, RollbackRecord, StepOutcome, StepRecord, TransitionOutcome,
     TransitionRecord,
 };
+pub use watch::StateWatch;
 
 use crate::mode::{Mode, ObservedMode};
 

@@ -4,6 +4,7 @@
 
 mod jobs;
 mod login;
+mod notify;
 mod slices;
 mod units;
 
@@ -13,6 +14,7 @@ use zbus::Connection;
 use zbus_systemd::systemd1::{JobRemovedStream, ManagerProxy};
 
 pub use jobs::JobKind;
+pub use notify::Notifier;
 pub use units::ServiceEnd;
 
 #[derive(Debug, thiserror::Error)]

@@ -189,53 +189,87 @@ impl Bus {
     }
 }
 
-/// Units watched for leaving the active state (see `Bus::watch_active`).
-pub struct ActiveWatch {
-    stream: zbus::MessageStream,
-    /// Each watched unit's object path, with the name it was asked by.
-    paths: std::collections::HashMap<String, String>,
+/// Units watched for changes of their active state (see `Bus::watch_units`).
+/// A task drains systemd's signals as they come, so a burst of them (a
+/// transition changes every unit) never fills the connection's queue and
+/// stalls the method calls made meanwhile on the same connection.
+pub struct UnitWatch {
+    changes: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    _drain: tokio::task::JoinHandle<()>,
 }
 
-impl ActiveWatch {
+impl UnitWatch {
+    fn new(
+        mut stream: zbus::MessageStream,
+        paths: std::collections::HashMap<String, String>,
+    ) -> Self {
+        let (tx, changes) = tokio::sync::mpsc::unbounded_channel();
+        let drain = tokio::spawn(async move {
+            use futures_util::StreamExt;
+            while let Some(msg) = stream.next().await {
+                let Ok(msg) = msg else { continue };
+                let header = msg.header();
+                let Some(unit) = header.path().and_then(|p| paths.get(p.as_str())) else {
+                    continue;
+                };
+                type Changed = (
+                    String,
+                    std::collections::HashMap<String, zbus::OwnedVariant>,
+                    Vec<String>,
+                );
+                let Ok((_, changed, _)) = msg.body().deserialize::<Changed>() else {
+                    continue;
+                };
+                let state = changed
+                    .get("ActiveState")
+                    .and_then(|v| v.try_clone().ok())
+                    .and_then(|v| String::try_from(v).ok());
+                if let Some(state) = state {
+                    if tx.send((unit.clone(), state)).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Self {
+            changes,
+            _drain: drain,
+        }
+    }
+
     /// The next watched unit seen leaving `active` (or `reloading`), with
     /// the state it went to; `None` if the bus closed.
     pub async fn next_exit(&mut self) -> Option<(String, String)> {
-        use futures_util::StreamExt;
-        while let Some(msg) = self.stream.next().await {
-            let Ok(msg) = msg else { continue };
-            let header = msg.header();
-            let Some(unit) = header.path().and_then(|p| self.paths.get(p.as_str())) else {
-                continue;
-            };
-            type Changed = (
-                String,
-                std::collections::HashMap<String, zbus::OwnedVariant>,
-                Vec<String>,
-            );
-            let Ok((_, changed, _)) = msg.body().deserialize::<Changed>() else {
-                continue;
-            };
-            let state = changed
-                .get("ActiveState")
-                .and_then(|v| v.try_clone().ok())
-                .and_then(|v| String::try_from(v).ok());
-            if let Some(state) = state.filter(|s| !matches!(s.as_str(), "active" | "reloading")) {
-                return Some((unit.clone(), state));
+        loop {
+            let (unit, state) = self.next_change().await?;
+            if !matches!(state.as_str(), "active" | "reloading") {
+                return Some((unit, state));
             }
         }
-        None
+    }
+
+    /// The next change of a watched unit's active state: the unit and the
+    /// state it went to; `None` if the bus closed.
+    pub async fn next_change(&mut self) -> Option<(String, String)> {
+        self.changes.recv().await
+    }
+}
+
+impl Drop for UnitWatch {
+    fn drop(&mut self) {
+        self._drain.abort();
     }
 }
 
 impl Bus {
-    /// Watch `units` for leaving the active state, driven by systemd's
+    /// Watch `units` for changes of their active state, driven by systemd's
     /// `PropertiesChanged` signals (no polling). Subscribes first, then reads
     /// each unit's state once, so no change is missed: the returned states
     /// are as of after the subscription.
-    pub async fn watch_active(
+    pub async fn watch_units(
         &self,
         units: &[String],
-    ) -> Result<(ActiveWatch, Vec<UnitState>), SystemdError> {
+    ) -> Result<(UnitWatch, Vec<UnitState>), SystemdError> {
         let rule = zbus::MatchRule::builder()
             .msg_type(zbus::message::Type::Signal)
             .sender("org.freedesktop.systemd1")
@@ -258,6 +292,6 @@ impl Bus {
             paths.insert(path.as_str().to_string(), unit.clone());
         }
         let states = self.unit_states(units).await?;
-        Ok((ActiveWatch { stream, paths }, states))
+        Ok((UnitWatch::new(stream, paths), states))
     }
 }
