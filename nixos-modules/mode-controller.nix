@@ -969,11 +969,16 @@ in
       after = [ "dbus.service" ];
       # An isolate elsewhere must not kill a transition in flight.
       unitConfig.IgnoreOnIsolate = true;
+      # A burst of requests must never meet systemd's start rate limit.
+      unitConfig.StartLimitIntervalSec = 0;
       # Nor may nixos-rebuild switch.
       restartIfChanged = false;
       environment.MODE_REQUESTED_BY = "unit";
       serviceConfig = controllerServiceConfig // {
         ExecStart = "${exe} apply %i";
+        # A refusal (exit 3) is an answer, not a failed unit; `mode request`
+        # still exits 3, and real failures stay failed.
+        SuccessExitStatus = "3";
       };
     };
 

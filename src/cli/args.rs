@@ -46,8 +46,8 @@ pub enum Command {
         /// Return once the transition is queued.
         #[arg(long)]
         no_wait: bool,
-        /// Seconds to wait before giving up (exit 8; the switch may still finish).
-        #[arg(long)]
+        /// Seconds to wait before giving up (exit 8; the switch may still finish), 1 to 86400.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         timeout: Option<u64>,
     },
     /// Run the transition to MODE in this process (root; what the unit runs).
@@ -115,7 +115,7 @@ pub struct IdleCheckArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Idle seconds needed before compute is requested (overrides idle.threshold_secs).
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     pub threshold: Option<u64>,
     /// Directory of the input devices whose event* timestamps count as activity.
     #[arg(long, value_name = "DIR")]

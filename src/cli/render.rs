@@ -144,10 +144,7 @@ pub fn transition(t: &TransitionRecord, state_dir: &std::path::Path) -> (String,
             );
         }
         for w in &s.warnings {
-            let _ = writeln!(
-                out,
-                "         warning: {w} (not part of the mode; left as it is)"
-            );
+            let _ = writeln!(out, "         warning: {w}");
         }
     }
     for g in t.guards.iter().filter(|g| g.outcome != Outcome::Pass) {
@@ -183,6 +180,12 @@ pub fn transition(t: &TransitionRecord, state_dir: &std::path::Path) -> (String,
                 record.display()
             ))
         }
+        TransitionOutcome::InProgress => Some(format!(
+            "transition {} to {} did not finish ({} steps done); `sudo mode reconcile` completes its record and converges",
+            t.id,
+            t.to,
+            t.steps.len()
+        )),
     };
     (out, err)
 }

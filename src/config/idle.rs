@@ -33,15 +33,14 @@ impl Default for IdleConfig {
     }
 }
 
+/// The longest idle threshold (30 days).
+pub const MAX_THRESHOLD_SECS: u64 = 30 * 86_400;
+
 impl IdleConfig {
     /// `(field, message)` for the first unusable value.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if self.threshold_secs == 0 {
-            return Err((
-                "idle.threshold_secs".into(),
-                "must be at least 1 second".into(),
-            ));
-        }
+        mode_guards::within(self.threshold_secs, 1, MAX_THRESHOLD_SECS, "s")
+            .map_err(|m| ("idle.threshold_secs".to_string(), m))?;
         if let Some(dir) = &self.input_devices {
             if !dir.is_absolute() {
                 return Err((

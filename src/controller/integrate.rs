@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use mode_guards::ScheduledWork;
+use mode_guards::{Deadline, ScheduledWork};
 
 use crate::config::{Drain, JobPolicy, Unreachable};
 use crate::integrations::exec::{self, Transition};
@@ -101,9 +101,9 @@ pub async fn slurm_drain(ctx: &Context, policy: &Drain, reason: &str) -> Result<
             for j in &jobs {
                 s.signal(&j.id, signal).await.map_err(|e| e.to_string())?;
             }
-            let deadline = started + Duration::from_secs(policy.grace_secs);
+            let deadline = Deadline::from(started, Duration::from_secs(policy.grace_secs));
             let mut running = jobs.clone();
-            while !running.is_empty() && Instant::now() < deadline {
+            while !running.is_empty() && !deadline.passed() {
                 tokio::time::sleep(POLL).await;
                 running = s.jobs().await.map_err(|e| e.to_string())?;
             }
@@ -118,13 +118,13 @@ pub async fn slurm_drain(ctx: &Context, policy: &Drain, reason: &str) -> Result<
             }
         }
         JobPolicy::Wait => {
-            let deadline = started + Duration::from_secs(policy.wait_secs);
+            let deadline = Deadline::from(started, Duration::from_secs(policy.wait_secs));
             loop {
                 let node = s.node_state().await.map_err(|e| e.to_string())?;
                 if node.drained() {
                     break;
                 }
-                if Instant::now() >= deadline {
+                if deadline.passed() {
                     let left = s.jobs().await.map_err(|e| e.to_string())?;
                     let ids: Vec<String> = left.iter().map(|j| j.id.to_string()).collect();
                     return Err(format!(
@@ -236,10 +236,10 @@ pub async fn k3s_drain(ctx: &Context, policy: &Drain, to: &str) -> Result<Told, 
             ))
         }
         JobPolicy::Checkpoint => {
-            let deadline = started + k.eviction_timeout();
+            let deadline = Deadline::from(started, k.eviction_timeout());
             for pod in &pods {
                 while !k.evict(pod).await.map_err(|e| e.to_string())? {
-                    if Instant::now() >= deadline {
+                    if deadline.passed() {
                         return Err(format!(
                             "the eviction of pod {} was held back by a PodDisruptionBudget for {} s",
                             pod.id(),
@@ -250,7 +250,7 @@ pub async fn k3s_drain(ctx: &Context, policy: &Drain, to: &str) -> Result<Told, 
                 }
             }
             let mut left = k.pods().await.map_err(|e| e.to_string())?;
-            while !left.is_empty() && Instant::now() < deadline {
+            while !left.is_empty() && !deadline.passed() {
                 tokio::time::sleep(POLL).await;
                 left = k.pods().await.map_err(|e| e.to_string())?;
             }
@@ -267,10 +267,10 @@ pub async fn k3s_drain(ctx: &Context, policy: &Drain, to: &str) -> Result<Told, 
                 .collect();
         }
         JobPolicy::Wait => {
-            let deadline = started + Duration::from_secs(policy.wait_secs);
+            let deadline = Deadline::from(started, Duration::from_secs(policy.wait_secs));
             let mut left = pods.clone();
             while !left.is_empty() {
-                if Instant::now() >= deadline {
+                if deadline.passed() {
                     return Err(format!(
                         "GPU pods still run on the Kubernetes node {} after {} s: {}",
                         k.node,

@@ -43,6 +43,13 @@ pub enum Error {
     TimedOut(String),
     #[error("{0}")]
     Internal(String),
+    /// The transition ran (its outcome is in the record) but writing a
+    /// state file or the audit log afterwards failed.
+    #[error("the transition to {} {}, but recording it failed: {error}", record.to, record.outcome.word())]
+    Unrecorded {
+        record: Box<crate::state::TransitionRecord>,
+        error: StateError,
+    },
 }
 
 impl Error {
@@ -51,7 +58,11 @@ impl Error {
         match self {
             Error::Config(_) => 7,
             Error::State(StateError::Busy(_)) => 5,
-            Error::State(StateError::Corrupt { .. }) => 7,
+            Error::State(StateError::Corrupt { .. } | StateError::Refused { .. }) => 7,
+            Error::State(e) if e.is_environment() => 7,
+            // Recording a finished transition is the machine's problem
+            // (disk, permissions, something in the way): always 7.
+            Error::Unrecorded { .. } => 7,
             Error::State(StateError::Io { .. }) => 1,
             Error::Systemd(
                 SystemdError::NotInit

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Responses larger than this are refused (metrics pages are a few hundred KiB).
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -105,7 +105,7 @@ pub fn send(
     body: Option<(&str, &[u8])>,
     timeout: Duration,
 ) -> Result<HttpResponse, HttpError> {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::Deadline::after(timeout);
     let text_url = url.to_url();
     let io = |e: std::io::Error| -> HttpError {
         if matches!(
@@ -146,7 +146,7 @@ pub fn send(
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.left();
         if left.is_zero() {
             return Err(HttpError::Timeout {
                 url: text_url.clone(),
