@@ -108,9 +108,14 @@ pub async fn watch(
 pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
     let started =
         now.observed == ObservedMode::Transitioning && last.observed != ObservedMode::Transitioning;
-    let new_record =
-        now.transition.as_ref().map(|t| &t.id) != last.transition.as_ref().map(|t| &t.id);
-    if new_record {
+    // A record is new when its id or its outcome is: a transition's record
+    // is written in progress first, then finished under the same id.
+    let record = |s: &Snapshot| {
+        s.transition
+            .as_ref()
+            .map(|t| (t.id.clone(), t.outcome.clone()))
+    };
+    if record(now) != record(last) {
         let t = now.transition.as_ref()?;
         let why: String = t
             .error
@@ -120,6 +125,11 @@ pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
             .take(200)
             .collect();
         return match t.outcome.as_str() {
+            "in-progress" => Some((
+                format!("Switching to {}", t.to),
+                format!("asked by {}", t.requested_by),
+                false,
+            )),
             "noop" => None,
             "converged" => Some((
                 format!("Now in {}", t.to),
@@ -177,6 +187,17 @@ mod tests {
         assert_eq!(
             news(&before, &failed).map(|n| n.0),
             Some("Switch to compute failed".into())
+        );
+        // The record of one transition: in progress, then converged.
+        let started = snap(ObservedMode::Transitioning, "t3", "in-progress");
+        assert_eq!(
+            news(&before, &started).map(|n| n.0),
+            Some("Switching to compute".into())
+        );
+        let done = snap(ObservedMode::Compute, "t3", "converged");
+        assert_eq!(
+            news(&started, &done).map(|n| n.0),
+            Some("Now in compute".into())
         );
         let noop = snap(ObservedMode::Desktop, "t2", "noop");
         assert_eq!(news(&before, &noop), None);
