@@ -22,7 +22,7 @@ mod user_jobs_safe;
 mod vllm_drainable;
 
 pub use advice::advice;
-pub use audio_idle::AudioIdle;
+pub use audio_idle::{read_audio, AudioClient, AudioIdle, AudioReading};
 pub use cpu_load_safe::CpuLoadSafe;
 pub use external::ExternalGuard;
 pub use facts::{Facts, SessionInfo, SliceProcess, SliceUnit, UnitState};
@@ -36,8 +36,8 @@ pub use report::{GuardReport, GuardResult, Outcome, Severity, Verdict};
 pub use roots::Roots;
 pub use run::evaluate_all;
 pub use settings::{
-    AiSliceSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings, GuardSettings,
-    MemorySettings, ScanMethod, SettingsError, VllmSettings,
+    AiSliceSettings, AudioSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings,
+    GuardSettings, MemorySettings, ScanMethod, SettingsError, VllmSettings,
 };
 pub use studio_capability_local::{StudioCapabilityLocal, PLACEMENT_FILE};
 pub use target_reachable::TargetReachable;
