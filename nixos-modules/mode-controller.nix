@@ -365,6 +365,11 @@ let
         keep_running = cfg.keepRunning;
         capability_placement = cfg.capabilityPlacement;
         boot_mode = cfg.bootMode;
+        # audio_idle reads each user's PipeWire graph with this pw-dump
+        # (the service's PATH has no PipeWire); a setting of its own wins.
+        guard_settings = lib.recursiveUpdate {
+          audio.pw_dump = "${pkgs.pipewire}/bin/pw-dump";
+        } (cfg.settings.guard_settings or { });
       }
     )
     // {
@@ -410,7 +415,12 @@ let
     UMask = "0022";
     NoNewPrivileges = true;
     ProtectSystem = "strict";
-    ProtectHome = true;
+    # Home directories stay hidden; /run/user comes back read-only, because
+    # audio_idle connects to each user's PipeWire socket
+    # (/run/user/UID/pipewire-0) to read its graph (ProtectHome = true hides
+    # it; connecting to a socket on a read-only mount works).
+    ProtectHome = "tmpfs";
+    BindReadOnlyPaths = [ "-/run/user" ];
     # NVML opens /dev/nvidia*; the holder scan reads device links in /proc.
     PrivateDevices = false;
     ProtectControlGroups = true;

@@ -157,13 +157,16 @@ pub fn sockets(runtime: &Path) -> Vec<(u32, PathBuf)> {
     out
 }
 
+/// One user's graph and its links, or why it could not be read.
+pub type GraphReading = Result<(Graph, Links), GraphError>;
+
 /// Read every listed user's graph at once with `pw_dump`, all cut at the
 /// same deadline.
 pub fn read_graphs(
     pw_dump: &Path,
     users: &[(u32, PathBuf)],
     deadline: Duration,
-) -> Vec<(u32, Result<(Graph, Links), GraphError>)> {
+) -> Vec<(u32, GraphReading)> {
     let until = Instant::now() + deadline;
     let started: Vec<(u32, Result<Running, GraphError>)> = users
         .iter()
