@@ -31,6 +31,11 @@ pub enum Step {
         unit: String,
         timeout_secs: u64,
     },
+    /// Reopen a vLLM server paused by a drain (rollback only): the
+    /// requests it held go on.
+    ResumeVllm {
+        unit: String,
+    },
     /// Handle the user jobs in a slice by the mode's drain policy.
     DrainJobs {
         unit: String,
@@ -46,13 +51,17 @@ impl Step {
             Step::Start { .. } => "start",
             Step::Check { .. } => "check",
             Step::DrainVllm { .. } => "drain-vllm",
+            Step::ResumeVllm { .. } => "resume-vllm",
             Step::DrainJobs { .. } => "drain-jobs",
         }
     }
 
     pub fn unit(&self) -> &str {
         match self {
-            Step::SetBudget { unit, .. } | Step::Stop { unit } | Step::Start { unit } => unit,
+            Step::SetBudget { unit, .. }
+            | Step::Stop { unit }
+            | Step::Start { unit }
+            | Step::ResumeVllm { unit } => unit,
             Step::Check { guard } => guard,
             Step::DrainVllm { unit, .. } | Step::DrainJobs { unit, .. } => unit,
         }
@@ -71,8 +80,11 @@ impl Step {
                 format!("check {guard} (hard; waits for it within its timeout)")
             }
             Step::DrainVllm { unit, timeout_secs } => format!(
-                "drain {unit}: wait up to {timeout_secs} s for its running and waiting requests to reach 0"
+                "drain {unit}: pause it (POST /pause?mode=wait: new requests are held), then wait up to {timeout_secs} s in all for its running requests to finish"
             ),
+            Step::ResumeVllm { unit } => {
+                format!("resume {unit} (POST /resume: the requests it held go on)")
+            }
             Step::DrainJobs { unit, policy } => match policy.jobs {
                 JobPolicy::Checkpoint => format!(
                     "checkpoint the user jobs in {unit}: send {}, allow {} s, then stop their units",

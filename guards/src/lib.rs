@@ -42,7 +42,7 @@ pub use settings::{
 pub use studio_capability_local::{StudioCapabilityLocal, PLACEMENT_FILE};
 pub use target_reachable::TargetReachable;
 pub use user_jobs_safe::UserJobsSafe;
-pub use vllm_drainable::VllmDrainable;
+pub use vllm_drainable::{Queue, QueueWait, VllmDrainable};
 
 use std::time::Duration;
 

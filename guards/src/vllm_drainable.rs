@@ -23,15 +23,26 @@ pub struct VllmDrainable {
     settings: VllmSettings,
 }
 
-/// One scrape's counts.
+/// Which requests must reach 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueWait {
+    /// Running and waiting: an open server with nothing to do.
+    RunningAndWaiting,
+    /// Running only: a paused server holds its waiting requests (queued
+    /// before the pause or arrived since) without ever running them, so
+    /// only running ones can finish.
+    RunningOnly,
+}
+
+/// One scrape's counts (summed over engines).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Queue {
-    running: f64,
-    waiting: f64,
+pub struct Queue {
+    pub running: f64,
+    pub waiting: f64,
 }
 
 impl Queue {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.running == 0.0 && self.waiting == 0.0
     }
 }
@@ -47,7 +58,8 @@ impl VllmDrainable {
         Duration::from_millis(self.settings.request_timeout_ms.max(1))
     }
 
-    fn scrape(&self, base: &HttpUrl) -> Result<Queue, String> {
+    /// One scrape of `base`'s `/metrics`.
+    pub fn scrape(&self, base: &HttpUrl) -> Result<Queue, String> {
         let url = base.with_path("/metrics");
         let response = http::get(&url, self.request_timeout()).map_err(|e| e.to_string())?;
         if response.status != 200 {
@@ -81,6 +93,15 @@ impl Guard for VllmDrainable {
     }
 
     fn check(&self, facts: &Facts) -> Verdict {
+        self.wait(facts, QueueWait::RunningAndWaiting)
+    }
+}
+
+impl VllmDrainable {
+    /// Scrape until the requests `what` names are 0 on two scrapes in a row
+    /// (pass), or `drain_wait_secs` pass (fail); a scrape that fails is an
+    /// error, never a pass.
+    pub fn wait(&self, facts: &Facts, what: QueueWait) -> Verdict {
         let unit = &self.settings.unit;
         let state = facts.unit_state(unit);
         if let Some(s) = state {
@@ -128,12 +149,19 @@ impl Guard for VllmDrainable {
                 "waiting": queue.waiting,
                 "scrapes": scrapes,
             });
-            if queue.is_empty() {
+            let empty = match what {
+                QueueWait::RunningAndWaiting => queue.is_empty(),
+                QueueWait::RunningOnly => queue.running == 0.0,
+            };
+            if empty {
                 empty_in_a_row += 1;
                 if empty_in_a_row >= 2 {
                     return Verdict::new(
                         crate::Outcome::Pass,
-                        format!("vLLM has no running or waiting requests on {empty_in_a_row} scrapes {} ms apart", interval.as_millis()),
+                        match what {
+                            QueueWait::RunningAndWaiting => format!("vLLM has no running or waiting requests on {empty_in_a_row} scrapes {} ms apart", interval.as_millis()),
+                            QueueWait::RunningOnly => format!("vLLM has no running requests on {empty_in_a_row} scrapes {} ms apart ({} held waiting)", interval.as_millis(), queue.waiting),
+                        },
                         evidence,
                     );
                 }

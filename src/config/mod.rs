@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
-pub use drain::{Drain, JobPolicy};
+pub use drain::{Drain, JobPolicy, UnreadablePolicy};
 pub use idle::{BootMode, IdleConfig};
 pub use vllm::{VllmPlacement, VllmProfiles};
 

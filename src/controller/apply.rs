@@ -155,7 +155,29 @@ async fn roll_back(
         Err(_) => ObservedMode::FailedTransition,
     };
     let back = plan(now, prior_mode, &ctx.config);
-    let (steps, result) = converge(ctx, bus, &back.steps, prior_mode).await;
+    // A drain paused vLLM before the failure: reopen every drained unit that
+    // still runs first, so the requests it held are answered.
+    let drained: Vec<String> = record
+        .steps
+        .iter()
+        .filter(|s| s.action == "drain-vllm")
+        .map(|s| s.unit.clone())
+        .collect();
+    let still_running = if drained.is_empty() {
+        vec![]
+    } else {
+        bus.unit_states(&drained).await.unwrap_or_default()
+    };
+    let resumes = drained.into_iter().filter(|u| {
+        still_running
+            .iter()
+            .any(|s| &s.unit == u && s.active_state == "active")
+    });
+    let steps: Vec<Step> = resumes
+        .map(|unit| Step::ResumeVllm { unit })
+        .chain(back.steps)
+        .collect();
+    let (steps, result) = converge(ctx, bus, &steps, prior_mode).await;
     warn!(to = %prior_mode, ok = result.is_ok(), "rolled back to {prior_mode}: {}", if result.is_ok() { "converged" } else { "failed" });
     let (outcome, error, current) = match result {
         Ok(()) => (TransitionOutcome::Converged, None, prior),

@@ -17,6 +17,9 @@ pub enum HttpError {
     Resolve { host: String, detail: String },
     #[error("cannot connect to {authority}: {detail}")]
     Connect { authority: String, detail: String },
+    /// Nothing listens there: every address refused the connection.
+    #[error("cannot connect to {authority}: nothing listens there (connection refused)")]
+    Refused { authority: String },
     #[error("{url}: {detail}")]
     Io { url: String, detail: String },
     #[error("{url}: no answer within {ms} ms")]
@@ -94,6 +97,16 @@ impl HttpUrl {
 
 /// GET `url`, the whole exchange bounded by `timeout`.
 pub fn get(url: &HttpUrl, timeout: Duration) -> Result<HttpResponse, HttpError> {
+    request("GET", url, timeout)
+}
+
+/// POST to `url` with an empty body (vLLM's `/pause`, `/resume`), the whole
+/// exchange bounded by `timeout`.
+pub fn post(url: &HttpUrl, timeout: Duration) -> Result<HttpResponse, HttpError> {
+    request("POST", url, timeout)
+}
+
+fn request(method: &str, url: &HttpUrl, timeout: Duration) -> Result<HttpResponse, HttpError> {
     let deadline = Instant::now() + timeout;
     let text_url = url.to_url();
     let io = |e: std::io::Error| -> HttpError {
@@ -115,9 +128,10 @@ pub fn get(url: &HttpUrl, timeout: Duration) -> Result<HttpResponse, HttpError> 
     let mut stream = connect(url, timeout)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mode-controller\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mode-controller\r\nAccept: */*\r\n{}Connection: close\r\n\r\n",
         url.path,
-        url.authority()
+        url.authority(),
+        if method == "POST" { "Content-Length: 0\r\n" } else { "" }
     );
     stream.write_all(request.as_bytes()).map_err(io)?;
     let mut raw = Vec::new();
@@ -155,11 +169,20 @@ fn connect(url: &HttpUrl, timeout: Duration) -> Result<TcpStream, HttpError> {
         })?
         .collect();
     let mut last = String::from("no address");
+    let mut all_refused = !addrs.is_empty();
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(s) => return Ok(s),
-            Err(e) => last = e.to_string(),
+            Err(e) => {
+                all_refused &= e.kind() == std::io::ErrorKind::ConnectionRefused;
+                last = e.to_string();
+            }
         }
+    }
+    if all_refused {
+        return Err(HttpError::Refused {
+            authority: url.authority(),
+        });
     }
     Err(HttpError::Connect {
         authority: url.authority(),
