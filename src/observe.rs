@@ -1,10 +1,11 @@
 //! The classifier: from unit states, the lock and the recorded state to the
-//! observed mode, with the evidence that decided it. Pure: the caller reads
-//! the world, this only judges it, so every rule is unit-tested.
+//! observed mode, with the evidence that decided it; and drift, what
+//! contradicts the mode's promise while its units say it holds. Pure: the
+//! caller reads the world, this only judges it, so every rule is unit-tested.
 
 use serde::Serialize;
 
-use mode_guards::UnitState;
+use mode_guards::{SessionInfo, UnitState};
 
 use crate::config::Config;
 use crate::mode::{Mode, ObservedMode};
@@ -18,6 +19,74 @@ pub struct Observation {
     pub reason: String,
     /// The unit states that were read.
     pub units: Vec<UnitState>,
+    /// What contradicts the mode's promise (it does not change `mode`).
+    pub drift: Vec<Drift>,
+}
+
+/// One contradiction of the observed mode's promise, with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// `workload` (compute's, outside compute), `session` (a graphical
+    /// session in compute) or `gpu-holder` (the display GPU held in compute).
+    pub kind: &'static str,
+    /// The unit that drifted, for a workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// What was seen, in one sentence.
+    pub evidence: String,
+    /// How it clears.
+    pub clears: String,
+}
+
+/// What else was read for drift: the state of compute's workloads (vLLM
+/// units and what compute's target wants) and the logind sessions.
+#[derive(Debug, Clone, Default)]
+pub struct DriftFacts {
+    pub workloads: Vec<UnitState>,
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// Drift of `mode`: compute's workloads running outside compute (unless the
+/// mode starts them itself, as a vLLM profile); a graphical user session in
+/// compute.
+pub fn drift(mode: ObservedMode, facts: &DriftFacts, config: &Config) -> Vec<Drift> {
+    let Some(mode) = mode.as_mode() else {
+        return vec![];
+    };
+    let mine = config.mode(mode);
+    let mut found = Vec::new();
+    if mode != Mode::Compute {
+        for u in facts.workloads.iter().filter(|u| is_running(u)) {
+            if mine.start.contains(&u.unit) || mine.overlay.contains(&u.unit) {
+                continue;
+            }
+            found.push(Drift {
+                kind: "workload",
+                unit: Some(u.unit.clone()),
+                evidence: format!(
+                    "{} is {} in {mode}: it is a compute workload",
+                    u.label(),
+                    u.active_state
+                ),
+                clears: format!(
+                    "`mode reconcile` (or `mode request {mode}`) stops it, draining vLLM first"
+                ),
+            });
+        }
+    } else {
+        let compositors = &config.guard_settings.sessions.compositors;
+        for s in &facts.sessions {
+            if let Some(why) = s.graphical_because(compositors) {
+                found.push(Drift {
+                    kind: "session",
+                    unit: None,
+                    evidence: format!("session {} of {} is a graphical session in compute ({why})", s.id, s.user),
+                    clears: "the user logs out (`loginctl terminate-session ID`); the controller never ends a session".into(),
+                });
+            }
+        }
+    }
+    found
 }
 
 fn is_running(u: &UnitState) -> bool {
@@ -62,6 +131,13 @@ pub fn mismatches(
         }
     }
     wrong
+}
+
+impl Observation {
+    /// The workloads that drifted into this mode: what clearing it stops.
+    pub fn strays(&self) -> Vec<String> {
+        self.drift.iter().filter_map(|d| d.unit.clone()).collect()
+    }
 }
 
 /// Classify. `lock` is the live holder of the transition lock (pass `None`
@@ -140,6 +216,7 @@ pub fn classify(
         mode,
         reason,
         units,
+        drift: vec![],
     }
 }
 
@@ -161,6 +238,7 @@ mod tests {
                 .into(),
                 sub_state: "x".into(),
                 load_state: "loaded".into(),
+                id: name.clone(),
                 unit: name,
             })
             .collect()
@@ -283,5 +361,83 @@ mod tests {
             classify(units, &defaults(), None, None).mode,
             ObservedMode::Compute
         );
+    }
+
+    fn unit(name: &str, state: &str) -> UnitState {
+        UnitState {
+            unit: name.into(),
+            id: name.into(),
+            load_state: "loaded".into(),
+            active_state: state.into(),
+            sub_state: "x".into(),
+        }
+    }
+
+    #[test]
+    fn a_compute_workload_running_outside_compute_is_drift_naming_it() {
+        let facts = DriftFacts {
+            workloads: vec![
+                unit("vllm.service", "active"),
+                unit("train.service", "inactive"),
+            ],
+            sessions: vec![],
+        };
+        for mode in [ObservedMode::Desktop, ObservedMode::StudioLocal] {
+            let d = drift(mode, &facts, &defaults());
+            assert_eq!(d.len(), 1, "{d:?}");
+            assert_eq!(d[0].kind, "workload");
+            assert_eq!(d[0].unit.as_deref(), Some("vllm.service"));
+            assert!(
+                d[0].evidence.contains("vllm.service is active in"),
+                "{}",
+                d[0].evidence
+            );
+            assert!(d[0].clears.contains("mode reconcile"), "{}", d[0].clears);
+        }
+        assert!(drift(ObservedMode::Compute, &facts, &defaults()).is_empty());
+        assert!(drift(ObservedMode::Transitioning, &facts, &defaults()).is_empty());
+    }
+
+    #[test]
+    fn a_unit_the_mode_starts_itself_is_not_drift() {
+        let mut c = defaults();
+        c.modes.desktop.start.push("vllm@desktop.service".into());
+        let facts = DriftFacts {
+            workloads: vec![unit("vllm@desktop.service", "active")],
+            sessions: vec![],
+        };
+        assert!(drift(ObservedMode::Desktop, &facts, &c).is_empty());
+    }
+
+    #[test]
+    fn a_graphical_session_in_compute_is_drift_and_the_word_stays_compute() {
+        let session = SessionInfo {
+            id: "3".into(),
+            uid: 1000,
+            user: "alice".into(),
+            seat: "seat0".into(),
+            session_type: "wayland".into(),
+            class: "user".into(),
+            state: "active".into(),
+            leader: 1,
+            idle_hint: false,
+            idle_since_usec: 0,
+            started_usec: 0,
+            remote: false,
+            processes: vec![],
+        };
+        let facts = DriftFacts {
+            workloads: vec![],
+            sessions: vec![session],
+        };
+        let d = drift(ObservedMode::Compute, &facts, &defaults());
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].kind, "session");
+        assert!(
+            d[0].evidence.contains("session 3 of alice"),
+            "{}",
+            d[0].evidence
+        );
+        assert!(drift(ObservedMode::Desktop, &facts, &defaults()).is_empty());
     }
 }

@@ -41,6 +41,15 @@ pub enum Step {
         unit: String,
         policy: Drain,
     },
+    /// Last: every service the switch started must stay active for the
+    /// window, and those with a readiness check must answer it, before the
+    /// mode counts as reached. `unit` is the mode's target.
+    Settle {
+        unit: String,
+        window_ms: u64,
+        /// The units that have a readiness check, should the switch start them.
+        ready: Vec<String>,
+    },
 }
 
 impl Step {
@@ -53,6 +62,7 @@ impl Step {
             Step::DrainVllm { .. } => "drain-vllm",
             Step::ResumeVllm { .. } => "resume-vllm",
             Step::DrainJobs { .. } => "drain-jobs",
+            Step::Settle { .. } => "settle",
         }
     }
 
@@ -64,6 +74,7 @@ impl Step {
             | Step::ResumeVllm { unit } => unit,
             Step::Check { guard } => guard,
             Step::DrainVllm { unit, .. } | Step::DrainJobs { unit, .. } => unit,
+            Step::Settle { unit, .. } => unit,
         }
     }
 
@@ -96,6 +107,22 @@ impl Step {
                 }
                 JobPolicy::Refuse => format!("refuse if user jobs run in {unit}"),
             },
+            Step::Settle {
+                window_ms, ready, ..
+            } => {
+                let mut text = format!(
+                    "watch every service this switch started: each must stay active for {:.1} s",
+                    *window_ms as f64 / 1000.0
+                );
+                if !ready.is_empty() {
+                    text.push_str(&format!(
+                        "; {} must also answer {} readiness check",
+                        ready.join(", "),
+                        if ready.len() == 1 { "its" } else { "their" }
+                    ));
+                }
+                text
+            }
         }
     }
 }
@@ -255,11 +282,47 @@ pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
         [
             drains(config, from.as_mode(), to),
             budgets(config, to),
-            moves,
+            settle(config, to, moves),
         ]
         .concat()
     };
     Plan { from, to, steps }
+}
+
+/// `plan`, clearing drift first: outside compute, every compute workload in
+/// `strays` is stopped (a vLLM unit drained before it stops), so a request
+/// for the mode the machine is in makes it that mode again.
+pub fn plan_clearing(from: ObservedMode, to: Mode, config: &Config, strays: &[String]) -> Plan {
+    let mut p = plan(from, to, config);
+    if to == Mode::Compute || strays.is_empty() {
+        return p;
+    }
+    let vllm = config.vllm_units();
+    let timeout_secs = config.mode(to).drain.vllm_timeout_secs;
+    let clear = strays.iter().flat_map(|unit| {
+        let drain = vllm.contains(unit).then(|| Step::DrainVllm {
+            unit: unit.clone(),
+            timeout_secs,
+        });
+        drain.into_iter().chain([Step::Stop { unit: unit.clone() }])
+    });
+    p.steps = clear.chain(p.steps).collect();
+    p
+}
+
+/// The moves, then (when they start anything) the settle step that checks
+/// what they started stays up and gets ready.
+fn settle(config: &Config, to: Mode, mut moves: Vec<Step>) -> Vec<Step> {
+    let starts = moves.iter().any(|s| matches!(s, Step::Start { .. }));
+    let window_ms = config.timeouts.settle_ms;
+    if starts && (window_ms > 0 || !config.readiness.is_empty()) {
+        moves.push(Step::Settle {
+            unit: config.mode(to).target.clone(),
+            window_ms,
+            ready: config.readiness.keys().cloned().collect(),
+        });
+    }
+    moves
 }
 
 #[cfg(test)]
@@ -273,7 +336,10 @@ mod tests {
             .filter(|s| {
                 !matches!(
                     s,
-                    Step::SetBudget { .. } | Step::DrainVllm { .. } | Step::DrainJobs { .. }
+                    Step::SetBudget { .. }
+                        | Step::DrainVllm { .. }
+                        | Step::DrainJobs { .. }
+                        | Step::Settle { .. }
                 )
             })
             .map(|s| format!("{} {}", s.action(), s.unit()))
@@ -487,5 +553,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_switch_that_starts_anything_ends_by_settling_and_one_that_only_stops_does_not() {
+        for (from, to) in [
+            (Mode::Desktop, Mode::Compute),
+            (Mode::Compute, Mode::Desktop),
+            (Mode::Desktop, Mode::StudioLocal),
+        ] {
+            let p = run(from, to);
+            assert!(
+                matches!(
+                    p.steps.last(),
+                    Some(Step::Settle {
+                        window_ms: 1500,
+                        ..
+                    })
+                ),
+                "{from}->{to}: {:?}",
+                p.steps.last()
+            );
+        }
+        let p = run(Mode::StudioLocal, Mode::Desktop);
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::Settle { .. })));
+    }
+
+    #[test]
+    fn a_zero_window_without_readiness_checks_has_no_settle_step_and_a_check_names_its_unit() {
+        let mut c = defaults();
+        c.timeouts.settle_ms = 0;
+        let p = plan(ObservedMode::Desktop, Mode::Compute, &c);
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::Settle { .. })));
+        c.readiness.insert(
+            "vllm.service".into(),
+            crate::config::Readiness {
+                http: "http://127.0.0.1:8000/health".into(),
+                timeout_secs: 60,
+            },
+        );
+        let p = plan(ObservedMode::Desktop, Mode::Compute, &c);
+        let last = p.steps.last().map(Step::describe).unwrap_or_default();
+        assert!(
+            last.contains("vllm.service must also answer its readiness check"),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn clearing_drift_drains_and_stops_a_stray_vllm_outside_compute_only() {
+        let strays = ["vllm.service".to_string()];
+        let p = plan_clearing(ObservedMode::Desktop, Mode::Desktop, &defaults(), &strays);
+        let actions: Vec<String> = p
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.action(), s.unit()))
+            .collect();
+        assert_eq!(actions, ["drain-vllm vllm.service", "stop vllm.service"]);
+        let p = plan_clearing(ObservedMode::Desktop, Mode::Compute, &defaults(), &strays);
+        assert_eq!(p, run(Mode::Desktop, Mode::Compute));
     }
 }

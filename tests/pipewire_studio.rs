@@ -17,7 +17,7 @@ use common::{entry, Container};
 const CONFIG: &str = r#"{"version": 1}"#;
 
 fn boot() -> Container {
-    let c = Container::boot_real("studio", &[], &[]);
+    let c = Container::boot_real("studio", &[], &[], &[]);
     c.write("/etc/mode-controller/config.json", CONFIG);
     let started = Instant::now();
     while c.sh("test -S /run/user/1000/pipewire-0").code != 0 {

@@ -209,7 +209,8 @@ fn compute_to_studio_goes_through_desktop() {
             "start graphical.target",
             "start display-manager.service",
             "start studio-local-policy.service",
-            "start audio-priority.service"
+            "start audio-priority.service",
+            "settle desktop.target"
         ]
     );
     assert_eq!(c.mode("current").stdout.trim(), "studio-local");

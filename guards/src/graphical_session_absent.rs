@@ -1,18 +1,32 @@
 //! `graphical_session_absent`: compute needs the display GPU, so nobody may
 //! still be logged in to a graphical session. A greeter is fine (the
-//! transition stops the display manager); a user's Wayland or X11 session is
-//! not, and is named with its id, user and type.
+//! transition stops the display manager); a user's graphical session is not,
+//! and is named with its id, user, type and the rule that made it graphical
+//! (`SessionInfo::graphical_because`: logind's type, or a compositor among
+//! its processes, as with greetd's auto-login or a TTY login).
 
 use serde_json::json;
 
-use crate::{Facts, Guard, SessionInfo, Verdict};
+use crate::{Facts, Guard, SessionInfo, SessionSettings, Verdict};
 
-pub struct GraphicalSessionAbsent;
+pub struct GraphicalSessionAbsent {
+    compositors: Vec<String>,
+}
 
-const GRAPHICAL_TYPES: [&str; 3] = ["wayland", "x11", "mir"];
+impl GraphicalSessionAbsent {
+    pub fn new(settings: &SessionSettings) -> Self {
+        Self {
+            compositors: settings.compositors.clone(),
+        }
+    }
+}
 
-fn is_graphical_user_session(s: &SessionInfo) -> bool {
-    GRAPHICAL_TYPES.contains(&s.session_type.as_str()) && s.class == "user" && s.state != "closing"
+/// A session found graphical, and why (the evidence names the rule).
+#[derive(serde::Serialize)]
+struct Open<'a> {
+    #[serde(flatten)]
+    session: &'a SessionInfo,
+    graphical_because: String,
 }
 
 impl Guard for GraphicalSessionAbsent {
@@ -25,19 +39,34 @@ impl Guard for GraphicalSessionAbsent {
             Ok(s) => s,
             Err(why) => return Verdict::error(format!("cannot list logind sessions: {why}")),
         };
-        let open: Vec<&SessionInfo> = sessions
+        let open: Vec<Open> = sessions
             .iter()
-            .filter(|s| is_graphical_user_session(s))
+            .filter_map(|s| {
+                s.graphical_because(&self.compositors)
+                    .map(|graphical_because| Open {
+                        session: s,
+                        graphical_because,
+                    })
+            })
             .collect();
         if open.is_empty() {
             return Verdict::pass("no graphical user session is open");
         }
         let names: Vec<String> = open
             .iter()
-            .map(|s| {
+            .map(|o| {
+                let s = o.session;
                 format!(
-                    "session {} of {} ({}, {})",
-                    s.id, s.user, s.session_type, s.state
+                    "session {} of {} ({}, {}: {})",
+                    s.id,
+                    s.user,
+                    if s.session_type.is_empty() {
+                        "unspecified"
+                    } else {
+                        &s.session_type
+                    },
+                    s.state,
+                    o.graphical_because
                 )
             })
             .collect();
@@ -56,7 +85,7 @@ impl Guard for GraphicalSessionAbsent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Outcome;
+    use crate::{Outcome, SliceProcess};
 
     fn session(id: &str, ty: &str, class: &str, state: &str) -> SessionInfo {
         SessionInfo {
@@ -71,7 +100,17 @@ mod tests {
             idle_hint: false,
             idle_since_usec: 0,
             started_usec: 0,
+            remote: false,
+            processes: vec![],
         }
+    }
+
+    fn running(mut s: SessionInfo, command: &str) -> SessionInfo {
+        s.processes.push(SliceProcess {
+            pid: 4242,
+            command: command.into(),
+        });
+        s
     }
 
     fn facts(sessions: Vec<SessionInfo>) -> Facts {
@@ -81,33 +120,73 @@ mod tests {
         }
     }
 
+    fn guard() -> GraphicalSessionAbsent {
+        GraphicalSessionAbsent::new(&SessionSettings::default())
+    }
+
     #[test]
     fn fails_naming_an_active_wayland_session() {
-        let v =
-            GraphicalSessionAbsent.check(&facts(vec![session("2", "wayland", "user", "active")]));
+        let v = guard().check(&facts(vec![session("2", "wayland", "user", "active")]));
         assert_eq!(v.outcome, Outcome::Fail);
         assert!(
-            v.reason.contains("session 2 of alice (wayland, active)"),
+            v.reason
+                .contains("session 2 of alice (wayland, active: logind types it wayland)"),
             "{}",
             v.reason
         );
         assert_eq!(v.evidence["sessions"][0]["id"], "2");
+        assert_eq!(
+            v.evidence["sessions"][0]["graphical_because"],
+            "logind types it wayland"
+        );
     }
 
     #[test]
-    fn passes_with_only_a_greeter_tty_or_closing_session() {
-        let v = GraphicalSessionAbsent.check(&facts(vec![
-            session("c1", "wayland", "greeter", "active"),
-            session("3", "tty", "user", "active"),
+    fn a_session_of_any_type_running_a_compositor_is_graphical_and_names_it() {
+        // greetd's auto-login (Type unspecified) and a TTY login, both running sway.
+        for ty in ["", "unspecified", "tty"] {
+            let s = running(session("5", ty, "user", "active"), "/usr/bin/sway -d");
+            let v = guard().check(&facts(vec![s]));
+            assert_eq!(v.outcome, Outcome::Fail, "{ty}: {}", v.reason);
+            assert!(
+                v.reason.contains("runs the compositor sway (pid 4242)"),
+                "{}",
+                v.reason
+            );
+        }
+    }
+
+    #[test]
+    fn passes_with_only_a_greeter_a_plain_tty_a_remote_or_a_closing_session() {
+        let mut remote = running(session("6", "tty", "user", "active"), "sway");
+        remote.remote = true;
+        let greeter = running(session("c1", "wayland", "greeter", "active"), "sway");
+        let v = guard().check(&facts(vec![
+            greeter,
+            running(session("3", "tty", "user", "active"), "-bash"),
             session("4", "x11", "user", "closing"),
+            remote,
         ]));
         assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
+    }
+
+    #[test]
+    fn the_compositor_list_is_configurable() {
+        let s = running(session("7", "tty", "user", "active"), "my-compositor");
+        assert_eq!(
+            guard().check(&facts(vec![s.clone()])).outcome,
+            Outcome::Pass
+        );
+        let mine = GraphicalSessionAbsent::new(&SessionSettings {
+            compositors: vec!["my-compositor".into()],
+        });
+        assert_eq!(mine.check(&facts(vec![s])).outcome, Outcome::Fail);
     }
 
     #[test]
     fn errors_when_logind_could_not_be_asked() {
         let mut f = Facts::new("compute");
         f.sessions = Err("no bus".into());
-        assert_eq!(GraphicalSessionAbsent.check(&f).outcome, Outcome::Error);
+        assert_eq!(guard().check(&f).outcome, Outcome::Error);
     }
 }

@@ -25,7 +25,7 @@ pub use advice::advice;
 pub use audio_idle::{read_audio, AudioClient, AudioIdle, AudioReading};
 pub use cpu_load_safe::CpuLoadSafe;
 pub use external::ExternalGuard;
-pub use facts::{Facts, SessionInfo, SliceProcess, SliceUnit, UnitState};
+pub use facts::{Facts, SessionInfo, SliceProcess, SliceUnit, UnitState, GRAPHICAL_TYPES};
 pub use gpu_display_released::{
     resolve_display, DisplayGpu, DisplayGpuUse, GpuDisplayReleased, GpuHolder, UnknownHolder,
 };
@@ -37,9 +37,9 @@ pub use roots::Roots;
 pub use run::evaluate_all;
 pub use settings::{
     AiSliceSettings, AudioSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings,
-    GuardSettings, MemorySettings, ScanMethod, SettingsError, VllmSettings,
+    GuardSettings, MemorySettings, ScanMethod, SessionSettings, SettingsError, VllmSettings,
 };
-pub use studio_capability_local::{StudioCapabilityLocal, PLACEMENT_FILE};
+pub use studio_capability_local::StudioCapabilityLocal;
 pub use target_reachable::TargetReachable;
 pub use user_jobs_safe::UserJobsSafe;
 pub use vllm_drainable::{Queue, QueueWait, VllmDrainable};

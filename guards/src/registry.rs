@@ -26,7 +26,7 @@ pub const BUILTIN_GUARDS: [&str; 9] = [
 /// The built-in guard called `name`, or `None` for an unknown name.
 pub fn builtin(name: &str, settings: &GuardSettings, roots: &Roots) -> Option<Arc<dyn Guard>> {
     let guard: Arc<dyn Guard> = match name {
-        "graphical_session_absent" => Arc::new(GraphicalSessionAbsent),
+        "graphical_session_absent" => Arc::new(GraphicalSessionAbsent::new(&settings.sessions)),
         "target_reachable" => Arc::new(TargetReachable),
         "gpu_display_released" => Arc::new(GpuDisplayReleased::new(&settings.gpu, roots)),
         "audio_idle" => Arc::new(AudioIdle::new(&settings.audio, roots)),
@@ -34,7 +34,7 @@ pub fn builtin(name: &str, settings: &GuardSettings, roots: &Roots) -> Option<Ar
         "cpu_load_safe" => Arc::new(CpuLoadSafe::new(&settings.cpu, roots)),
         "user_jobs_safe" => Arc::new(UserJobsSafe::new(&settings.ai_slice)),
         "vllm_drainable" => Arc::new(VllmDrainable::new(&settings.vllm)),
-        "studio_capability_local" => Arc::new(StudioCapabilityLocal::new(&roots.state_dir)),
+        "studio_capability_local" => Arc::new(StudioCapabilityLocal),
         _ => return None,
     };
     Some(guard)

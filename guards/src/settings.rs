@@ -27,6 +27,45 @@ pub struct GuardSettings {
     pub vllm: VllmSettings,
     /// External guards: executables that report under their own names.
     pub external: Vec<ExternalGuardSettings>,
+    /// `graphical_session_absent` and idle automation: what makes a session
+    /// graphical when logind does not type it so.
+    pub sessions: SessionSettings,
+}
+
+/// What makes a session graphical besides logind's type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// Program names (as the command line starts, without directory) of
+    /// compositors and display servers: a local session on a seat running
+    /// one of them is graphical whatever type logind gives it.
+    pub compositors: Vec<String>,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            compositors: [
+                "Hyprland",
+                "sway",
+                "river",
+                "niri",
+                "weston",
+                "kwin_wayland",
+                "gnome-shell",
+                "labwc",
+                "wayfire",
+                "cage",
+                "hikari",
+                "cosmic-comp",
+                "Xorg",
+                "Xwayland",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }
+    }
 }
 
 /// Settings of `gpu_display_released`.

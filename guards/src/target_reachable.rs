@@ -45,6 +45,7 @@ mod tests {
     fn unit(name: &str, load: &str) -> UnitState {
         UnitState {
             unit: name.into(),
+            id: name.into(),
             load_state: load.into(),
             active_state: "inactive".into(),
             sub_state: "dead".into(),

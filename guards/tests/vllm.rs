@@ -127,6 +127,7 @@ fn facts(active_state: &str) -> Facts {
     let mut f = Facts::new("desktop");
     f.unit_states = vec![UnitState {
         unit: "vllm.service".into(),
+        id: "vllm.service".into(),
         load_state: "loaded".into(),
         active_state: active_state.into(),
         sub_state: "running".into(),

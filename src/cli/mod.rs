@@ -66,8 +66,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
 }
 
-async fn run_async(cli: &Cli, ctx: &Context) -> Result<Output, Error> {
+async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
     let bus = Bus::connect().await?;
+    ctx.fit_to_machine(&bus).await?;
+    let ctx = &*ctx;
     let caller = format!("cli uid={}", nix::unistd::getuid());
     match &cli.command {
         Command::Request {
@@ -250,22 +252,22 @@ fn execute(cli: &Cli) -> Result<Output, Error> {
             || std::path::PathBuf::from("/var/lib/mode-controller"),
             |d| d.to_path_buf(),
         );
-        Some(Context {
-            state: StateDir::new(&cli.state_dir).keeping_desired_in(kept),
+        Some(Context::new(
             config,
-        })
+            StateDir::new(&cli.state_dir).keeping_desired_in(kept),
+        ))
     } else {
         None
     };
     if let Some(result) = run_local(cli, ctx.as_ref()) {
         return result;
     }
-    let ctx = ctx.ok_or_else(|| Error::Internal("no configuration loaded".into()))?;
+    let mut ctx = ctx.ok_or_else(|| Error::Internal("no configuration loaded".into()))?;
     if let Some(what) = mutating(&cli.command) {
         controller::require_root(&what)?;
         crate::logging::init_journal();
     }
-    runtime()?.block_on(run_async(cli, &ctx))
+    runtime()?.block_on(run_async(cli, &mut ctx))
 }
 
 /// Run the command line and return the process exit code.

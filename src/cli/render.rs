@@ -13,7 +13,7 @@ use crate::state::{TransitionOutcome, TransitionRecord};
 fn units_line(o: &Observation) -> String {
     o.units
         .iter()
-        .map(|u| format!("{} {}", u.unit, u.active_state))
+        .map(|u| format!("{} {}", u.label(), u.active_state))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -38,6 +38,9 @@ pub fn status(s: &Status) -> String {
         "observed:   {} ({})",
         s.observed.mode, s.observed.reason
     );
+    for d in &s.observed.drift {
+        let _ = writeln!(out, "drift:      {}; {}", d.evidence, d.clears);
+    }
     let desired = s
         .desired
         .map_or("unreadable".to_string(), |m| m.to_string());
@@ -50,9 +53,16 @@ pub fn status(s: &Status) -> String {
     if let Some(t) = &s.last_transition {
         let _ = writeln!(out, "last:       {}", transition_summary(t));
     }
+    if let (Some(at), Some(target)) = (&s.blocking_as_of, &s.blocking_target) {
+        let _ = writeln!(
+            out,
+            "blocked:    the request for {target} was refused; as of {at} (`mode dry-run {target}` checks again):"
+        );
+    }
     for g in &s.blocking_guards {
         let _ = writeln!(out, "blocking:   {}: {}", g.name, g.reason);
     }
+    let _ = writeln!(out, "display:    {}", s.display_manager);
     let placement: Vec<String> = s
         .capability_placement
         .as_object()
@@ -204,6 +214,13 @@ pub fn explain(o: &Observation, dry: Option<&DryRun>) -> String {
         "This machine is in {} mode because {}.",
         o.mode, o.reason
     );
+    for d in &o.drift {
+        let _ = writeln!(
+            out,
+            "But it drifted: {}. To clear it: {}.",
+            d.evidence, d.clears
+        );
+    }
     let _ = writeln!(out, "Unit states read from systemd: {}.", units_line(o));
     let Some(d) = dry else {
         let _ = writeln!(

@@ -6,6 +6,7 @@
 mod budget;
 mod drain;
 mod idle;
+mod readiness;
 mod vllm;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
 pub use drain::{Drain, JobPolicy, UnreadablePolicy};
 pub use idle::{BootMode, IdleConfig};
+pub use readiness::Readiness;
 pub use vllm::{VllmPlacement, VllmProfiles};
 
 use mode_guards::{GuardSettings, BUILTIN_GUARDS};
@@ -24,6 +26,11 @@ use crate::mode::Mode;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mode-controller/config.json";
 pub const SCHEMA_VERSION: u32 = 1;
+/// The name every display manager is installed under: Debian's packages
+/// make it a symlink to theirs, NixOS declares it as an alias.
+pub const DISPLAY_MANAGER: &str = "display-manager.service";
+/// The longest settle window a configuration may ask for.
+pub const MAX_SETTLE_MS: u64 = 60_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -38,6 +45,20 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+}
+
+/// Whether the machine has a display manager (`display-manager.service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisplayManager {
+    /// It is part of desktop when it is installed; without it (Hyprland or
+    /// sway started from a TTY login, or by uwsm) desktop is
+    /// `desktop.target` + `graphical.target`.
+    Auto,
+    /// It must be installed: a machine without it cannot reach desktop.
+    Required,
+    /// There is none, even if the unit exists: no mode starts or stops it.
+    None,
 }
 
 /// How a guard counts for one mode.
@@ -92,6 +113,14 @@ pub struct Timeouts {
     pub job_secs: u64,
     /// How long `mode request` waits for the transition by default.
     pub request_secs: u64,
+    /// How long every service a transition started must stay active before
+    /// the mode counts as reached (0: no settle window).
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+}
+
+fn default_settle_ms() -> u64 {
+    1500
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +147,12 @@ pub struct Config {
     pub idle: IdleConfig,
     /// What boot brings the machine to: "default" (default_mode) or "last" (the last desired mode).
     pub boot_mode: BootMode,
+    /// Whether `display-manager.service` belongs to desktop: "auto" (when
+    /// installed), "required" or "none".
+    pub display_manager: DisplayManager,
+    /// Readiness checks by unit: a started unit with one counts as up only
+    /// once its URL answers 2xx (for example vLLM's `/health`).
+    pub readiness: BTreeMap<String, Readiness>,
 }
 
 impl Config {
@@ -225,6 +260,22 @@ impl Config {
                 } else {
                     add(&mut m.stop, &p.unit);
                 }
+            }
+        }
+        self
+    }
+
+    /// The configuration for a machine without a display manager: no mode
+    /// starts, stops or expects `display-manager.service`.
+    pub fn without_display_manager(mut self) -> Self {
+        for mode in Mode::ALL {
+            let m = match mode {
+                Mode::Desktop => &mut self.modes.desktop,
+                Mode::StudioLocal => &mut self.modes.studio_local,
+                Mode::Compute => &mut self.modes.compute,
+            };
+            for list in [&mut m.stop, &mut m.start, &mut m.overlay] {
+                list.retain(|u| u != DISPLAY_MANAGER);
             }
         }
         self
@@ -356,11 +407,14 @@ pub fn defaults() -> Config {
         timeouts: Timeouts {
             job_secs: 120,
             request_secs: 900,
+            settle_ms: default_settle_ms(),
         },
         guard_settings: GuardSettings::default(),
         vllm_profiles: None,
         idle: IdleConfig::default(),
         boot_mode: BootMode::Default,
+        display_manager: DisplayManager::Auto,
+        readiness: BTreeMap::new(),
     }
 }
 
@@ -531,6 +585,19 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
     }
     for (i, u) in c.keep_running.iter().enumerate() {
         check_unit(&format!("keep_running[{i}]"), u)?;
+    }
+    for (unit, check) in &c.readiness {
+        check_unit(&format!("readiness.{unit}"), unit)?;
+        check.check(&format!("readiness.{unit}"))?;
+    }
+    if c.timeouts.settle_ms > MAX_SETTLE_MS {
+        return Err((
+            "timeouts.settle_ms".into(),
+            format!(
+                "{} is out of range: at most {MAX_SETTLE_MS} ms",
+                c.timeouts.settle_ms
+            ),
+        ));
     }
     if let Some(profiles) = &c.vllm_profiles {
         profiles.validate(c.guard_settings.gpu.display_gpu.as_deref())?;

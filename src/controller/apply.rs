@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use crate::clock::{transition_id, Stamp};
 use crate::mode::{Mode, ObservedMode};
-use crate::plan::{plan, Step};
+use crate::plan::{plan, plan_clearing, Step};
 use crate::state::{append_audit, RollbackRecord, StepRecord, TransitionOutcome, TransitionRecord};
 use crate::systemd::Bus;
 
@@ -75,7 +75,7 @@ pub async fn apply(
         None
     });
     let before = ctx.observe(bus, None, recorded).await?;
-    let the_plan = plan(before.mode, to, &ctx.config);
+    let the_plan = plan_clearing(before.mode, to, &ctx.config, &before.strays());
     let mut record = TransitionRecord {
         id,
         from: before.mode.word().to_string(),
@@ -233,7 +233,10 @@ pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionReco
     }
     let recorded = ctx.state.current().unwrap_or(None);
     let observed = ctx.observe(bus, None, recorded).await?;
-    if observed.mode == ObservedMode::from(desired) && recorded == Some(observed.mode) {
+    if observed.mode == ObservedMode::from(desired)
+        && recorded == Some(observed.mode)
+        && observed.strays().is_empty()
+    {
         return Ok(None);
     }
     apply(ctx, bus, desired, "reconcile").await.map(Some)

@@ -93,10 +93,10 @@ mod tests {
     use crate::state::StateDir;
 
     fn ctx(t: &tempfile::TempDir) -> Context {
-        Context {
-            config: crate::config::defaults(),
-            state: StateDir::new(t.path().join("run")).keeping_desired_in(t.path().join("lib")),
-        }
+        Context::new(
+            crate::config::defaults(),
+            StateDir::new(t.path().join("run")).keeping_desired_in(t.path().join("lib")),
+        )
     }
 
     #[test]

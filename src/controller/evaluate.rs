@@ -41,6 +41,7 @@ async fn gather(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<Facts, Error> {
     };
     facts.units_to_start = pick(&to_start);
     facts.unit_states = pick(&of_interest);
+    facts.capability_placement = ctx.config.placement_document();
     facts.sessions = bus.sessions().await.map_err(|e| e.to_string());
     facts.slice_units = bus
         .slice_units(&settings.ai_slice.slice)
@@ -113,6 +114,20 @@ pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardRepo
         target: plan.to.word().to_string(),
         guards,
     })
+}
+
+/// Whether the display GPU is held now, checked once (for drift in
+/// compute): the holders in one sentence, or `None` when it is free or
+/// cannot be checked (no GPU, or not root).
+pub fn display_gpu_holders(ctx: &Context) -> Option<String> {
+    let settings = &ctx.config.guard_settings;
+    let guard = builtin("gpu_display_released", settings, &roots(ctx))?;
+    let result = evaluate_all(
+        vec![(guard, Severity::Hard)],
+        Arc::new(Facts::new("compute")),
+    )
+    .pop()?;
+    (result.outcome == Outcome::Fail).then_some(result.reason)
 }
 
 /// A plan's post-teardown check: the named guard, evaluated as hard, in the

@@ -9,11 +9,15 @@ mod drain;
 mod evaluate;
 mod query;
 mod request;
+mod settle;
 mod steps;
 
-use crate::config::{Config, ConfigError};
+use mode_guards::UnitState;
+
+use crate::config::{Config, ConfigError, DisplayManager, DISPLAY_MANAGER};
+use crate::mode::Mode;
 use crate::mode::ObservedMode;
-use crate::observe::{classify, Observation};
+use crate::observe::{classify, drift, DriftFacts, Observation};
 use crate::state::{LockHolder, StateDir, StateError};
 use crate::systemd::{Bus, SystemdError};
 
@@ -59,13 +63,78 @@ impl Error {
     }
 }
 
-/// What every command works from: the configuration and the state directory.
+/// What every command works from: the configuration (fitted to this
+/// machine by `fit_to_machine`) and the state directory.
 pub struct Context {
     pub config: Config,
     pub state: StateDir,
+    /// The display manager the modes start and stop, as systemd loaded it;
+    /// `None` when this machine has none (or the configuration says so).
+    pub display_manager: Option<UnitState>,
 }
 
 impl Context {
+    pub fn new(config: Config, state: StateDir) -> Self {
+        let display_manager = (config.display_manager != DisplayManager::None).then(|| UnitState {
+            unit: DISPLAY_MANAGER.into(),
+            id: DISPLAY_MANAGER.into(),
+            load_state: "unknown".into(),
+            active_state: "unknown".into(),
+            sub_state: "unknown".into(),
+        });
+        let config = if display_manager.is_none() {
+            config.without_display_manager()
+        } else {
+            config
+        };
+        Self {
+            config,
+            state,
+            display_manager,
+        }
+    }
+
+    /// The display manager in words, for status.
+    pub fn display_manager_words(&self) -> String {
+        match (&self.display_manager, self.config.display_manager) {
+            (Some(dm), _) => format!("{}, {}", dm.label(), dm.active_state),
+            (None, DisplayManager::None) => {
+                "none (the configuration says display_manager: none)".into()
+            }
+            (None, _) => format!(
+                "none: no display manager is installed ({DISPLAY_MANAGER} not found), so desktop is {}",
+                std::iter::once(&self.config.modes.desktop.target)
+                    .chain(&self.config.modes.desktop.start)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            ),
+        }
+    }
+
+    /// Fit the configuration to what this machine has, once per command:
+    /// with `display_manager: auto` and no `display-manager.service`
+    /// installed (a compositor started from a TTY login), no mode starts,
+    /// stops or expects one, so desktop is desktop.target + graphical.target.
+    pub async fn fit_to_machine(&mut self, bus: &Bus) -> Result<(), Error> {
+        if self.display_manager.is_none() {
+            return Ok(());
+        }
+        let found = bus
+            .unit_states(&[DISPLAY_MANAGER.to_string()])
+            .await?
+            .into_iter()
+            .next();
+        let absent = found.as_ref().is_none_or(UnitState::is_not_found);
+        if absent && self.config.display_manager == DisplayManager::Auto {
+            self.config = self.config.clone().without_display_manager();
+            self.display_manager = None;
+        } else {
+            self.display_manager = found;
+        }
+        Ok(())
+    }
+
     /// Read the live unit states and classify them. `lock` is the holder of
     /// the transition lock as others see it (`None` inside a transition).
     pub async fn observe(
@@ -75,7 +144,45 @@ impl Context {
         recorded: Option<ObservedMode>,
     ) -> Result<Observation, Error> {
         let units = bus.unit_states(&self.config.managed_units()).await?;
-        Ok(classify(units, &self.config, lock, recorded))
+        let mut observed = classify(units, &self.config, lock, recorded);
+        observed.drift = drift(
+            observed.mode,
+            &self.drift_facts(bus, observed.mode).await?,
+            &self.config,
+        );
+        Ok(observed)
+    }
+
+    /// Read what drift of `mode` is judged by: outside compute, the state of
+    /// compute's workloads; in compute, the logind sessions.
+    async fn drift_facts(&self, bus: &Bus, mode: ObservedMode) -> Result<DriftFacts, Error> {
+        let mut facts = DriftFacts::default();
+        match mode.as_mode() {
+            Some(Mode::Compute) => facts.sessions = bus.sessions().await?,
+            Some(_) => {
+                facts.workloads = bus.unit_states(&self.compute_workloads(bus).await?).await?
+            }
+            None => {}
+        }
+        Ok(facts)
+    }
+
+    /// Compute's workloads: the vLLM units and the services compute's
+    /// target wants, except what must keep running in every mode.
+    pub async fn compute_workloads(&self, bus: &Bus) -> Result<Vec<String>, Error> {
+        let mut units = self.config.vllm_units();
+        for u in bus
+            .unit_dependencies(&self.config.modes.compute.target)
+            .await?
+        {
+            if u.ends_with(".service")
+                && !units.contains(&u)
+                && !self.config.keep_running.contains(&u)
+            {
+                units.push(u);
+            }
+        }
+        Ok(units)
     }
 }
 

@@ -11,9 +11,9 @@ use mode_guards::{GuardReport, GuardResult};
 
 use crate::config::SliceBudget;
 use crate::mode::{Mode, ObservedMode};
-use crate::observe::Observation;
-use crate::plan::{plan, Plan};
-use crate::state::{LockHolder, TransitionRecord};
+use crate::observe::{Drift, Observation};
+use crate::plan::{plan_clearing, Plan};
+use crate::state::{LockHolder, TransitionOutcome, TransitionRecord};
 use crate::systemd::Bus;
 
 use super::evaluate::evaluate;
@@ -29,8 +29,16 @@ pub struct Status {
     pub current: Option<ObservedMode>,
     pub lock: Option<LockHolder>,
     pub last_transition: Option<TransitionRecord>,
+    /// The blockers of the last refusal, when that is the last transition;
+    /// they were true when evaluated (`blocking_as_of`, for
+    /// `blocking_target`), and `mode dry-run` checks them again.
     pub blocking_guards: Vec<GuardResult>,
+    pub blocking_as_of: Option<String>,
+    pub blocking_target: Option<String>,
+    /// Where each capability runs, derived from the configuration now.
     pub capability_placement: serde_json::Value,
+    /// The display manager the modes start and stop, in words.
+    pub display_manager: String,
     /// The budget each slice has now, read back from systemd.
     pub budgets: BTreeMap<String, SliceBudget>,
     /// State files that could not be read, each naming the file.
@@ -59,7 +67,19 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
     let mut problems = Vec::new();
     let lock = ctx.state.lock_holder();
     let current = keep(&mut problems, ctx.state.current());
-    let observed = ctx.observe(bus, lock.as_ref(), current).await?;
+    let mut observed = ctx.observe(bus, lock.as_ref(), current).await?;
+    if observed.mode == ObservedMode::Compute {
+        if let Some(holders) = super::evaluate::display_gpu_holders(ctx) {
+            observed.drift.push(Drift {
+                kind: "gpu-holder",
+                unit: None,
+                evidence: format!("the display GPU is held in compute: {holders}"),
+                clears:
+                    "the holder exits or is stopped by its owner; the controller never kills it"
+                        .into(),
+            });
+        }
+    }
     let (desired, desired_source) = match ctx.state.desired() {
         Ok(Some(m)) => (Some(m), "recorded"),
         Ok(None) => (Some(ctx.config.default_mode), "default"),
@@ -69,11 +89,19 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
         }
     };
     let last_transition = keep(&mut problems, ctx.state.last_transition());
-    let blocking_guards = keep(&mut problems, ctx.state.last_guards())
-        .map(|r: GuardReport| r.blockers().cloned().collect())
-        .unwrap_or_default();
-    let capability_placement = keep(&mut problems, ctx.state.placement())
-        .unwrap_or_else(|| ctx.config.placement_document());
+    let report: Option<GuardReport> = keep(&mut problems, ctx.state.last_guards());
+    let refused_last = last_transition
+        .as_ref()
+        .filter(|t| t.outcome == TransitionOutcome::Refused);
+    let (blocking_guards, blocking_as_of, blocking_target) = match (report, refused_last) {
+        // The report of that very refusal: it was evaluated after it began.
+        (Some(r), Some(t)) if r.target == t.to && r.evaluated_at >= t.started_at => {
+            let blockers = r.blockers().cloned().collect();
+            (blockers, Some(r.evaluated_at), Some(r.target))
+        }
+        _ => (vec![], None, None),
+    };
+    let capability_placement = ctx.config.placement_document();
     let slices = ctx.config.budgeted_slices();
     let read = join_all(slices.iter().map(|s| bus.slice_budget(s))).await;
     let mut budgets = BTreeMap::new();
@@ -88,7 +116,10 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
         lock,
         last_transition,
         blocking_guards,
+        blocking_as_of,
+        blocking_target,
         capability_placement,
+        display_manager: ctx.display_manager_words(),
         budgets,
         problems,
     })
@@ -107,7 +138,7 @@ pub async fn dry_run(ctx: &Context, bus: &Bus, to: Mode) -> Result<DryRun, Error
     let lock = ctx.state.lock_holder();
     let recorded = ctx.state.current().unwrap_or(None);
     let observed = ctx.observe(bus, lock.as_ref(), recorded).await?;
-    let the_plan = plan(observed.mode, to, &ctx.config);
+    let the_plan = plan_clearing(observed.mode, to, &ctx.config, &observed.strays());
     let guards = if the_plan.is_noop() {
         GuardReport {
             evaluated_at: crate::clock::Stamp::now().rfc3339(),

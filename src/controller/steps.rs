@@ -12,11 +12,12 @@ use crate::clock::Stamp;
 use crate::config::SliceBudget;
 use crate::mode::Mode;
 use crate::plan::Step;
-use crate::state::{JobRecord, StepOutcome, StepRecord};
+use crate::state::{JobRecord, ReadyRecord, StepOutcome, StepRecord};
 use crate::systemd::{Bus, JobKind};
 
 use super::drain::{drain_jobs, drain_vllm, resume_vllm};
 use super::evaluate::verify;
+use super::settle::settle;
 use super::Context;
 
 /// What running one step produced; `error` set means it failed.
@@ -26,6 +27,9 @@ struct StepReport {
     warnings: Vec<String>,
     note: Option<String>,
     jobs: Vec<JobRecord>,
+    ready: Vec<ReadyRecord>,
+    /// The units the step's jobs started (by their own names).
+    started: Vec<String>,
 }
 
 impl StepReport {
@@ -44,8 +48,25 @@ impl StepReport {
     }
 }
 
-async fn run_step(ctx: &Context, bus: &Bus, step: &Step, to: Mode) -> StepReport {
+/// Run one step; `started` is every unit the steps before it started.
+async fn run_step(
+    ctx: &Context,
+    bus: &Bus,
+    step: &Step,
+    to: Mode,
+    started: &[String],
+) -> StepReport {
     match step {
+        Step::Settle { window_ms, .. } => {
+            match settle(ctx, bus, to, started, Duration::from_millis(*window_ms)).await {
+                Ok(s) => StepReport {
+                    note: Some(s.note),
+                    ready: s.ready,
+                    ..StepReport::default()
+                },
+                Err(e) => StepReport::failed(e),
+            }
+        }
         Step::Stop { unit } => run_job(ctx, bus, unit, JobKind::Stop, to).await,
         Step::Start { unit } => run_job(ctx, bus, unit, JobKind::Start, to).await,
         Step::SetBudget { unit, budget } => {
@@ -94,28 +115,37 @@ async fn run_job(ctx: &Context, bus: &Bus, unit: &str, kind: JobKind, to: Mode) 
     let timeout = Duration::from_secs(ctx.config.timeouts.job_secs);
     let job = match bus.run_job(unit, kind, timeout).await {
         Ok(job) => job,
+        Err(e) if kind == JobKind::Stop && is_not_installed(bus, unit).await => {
+            // A unit this machine does not have is already stopped.
+            return StepReport {
+                note: Some(format!("{unit} is not installed: nothing to stop ({e})")),
+                ..StepReport::default()
+            };
+        }
         Err(e) => return StepReport::failed(e.to_string()),
     };
     if job.result != "done" {
         return StepReport::failed(format!("the {} job ended '{}'", kind.word(), job.result));
     }
     if job.failed_companions.is_empty() {
-        return StepReport::default();
+        return StepReport {
+            started: job.started,
+            ..StepReport::default()
+        };
     }
-    // A companion that fails matters when it belongs to the mode: a unit the
-    // configuration names, or one the mode's target wants (its workloads).
-    // Others (say systemd-update-utmp-runlevel, which graphical.target pulls
-    // in) are recorded as warnings.
-    let mut ours = ctx.config.managed_units();
-    match bus.unit_dependencies(&ctx.config.mode(to).target).await {
-        Ok(deps) => ours.extend(deps),
-        Err(e) => return StepReport::failed(e.to_string()),
-    }
+    // A companion that fails matters when it belongs to the mode; others
+    // (say systemd-update-utmp-runlevel, which graphical.target pulls in)
+    // are recorded as warnings.
+    let ours = match units_of_mode(ctx, bus, to).await {
+        Ok(ours) => ours,
+        Err(e) => return StepReport::failed(e),
+    };
     let (fatal, others) = job.failed_split(&ours);
     let words = |(unit, result): &(String, String)| format!("{unit} ended '{result}'");
     if fatal.is_empty() {
         return StepReport {
             warnings: others.iter().map(words).collect(),
+            started: job.started,
             ..StepReport::default()
         };
     }
@@ -127,6 +157,33 @@ async fn run_job(ctx: &Context, bus: &Bus, unit: &str, kind: JobKind, to: Mode) 
         });
     }
     StepReport::failed(reasons.join("; "))
+}
+
+async fn is_not_installed(bus: &Bus, unit: &str) -> bool {
+    bus.unit_states(&[unit.to_string()])
+        .await
+        .is_ok_and(|s| s.iter().all(mode_guards::UnitState::is_not_found))
+}
+
+/// The units that belong to mode `to`, by every name they go by: those the
+/// configuration names (and the units their aliases resolve to), and those
+/// the mode's target wants (its workloads).
+pub(super) async fn units_of_mode(
+    ctx: &Context,
+    bus: &Bus,
+    to: Mode,
+) -> Result<Vec<String>, String> {
+    let named = bus
+        .unit_states(&ctx.config.managed_units())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ours: Vec<String> = named.into_iter().flat_map(|u| [u.unit, u.id]).collect();
+    let wanted = bus
+        .unit_dependencies(&ctx.config.mode(to).target)
+        .await
+        .map_err(|e| e.to_string())?;
+    ours.extend(wanted);
+    Ok(ours)
 }
 
 async fn set_budget(bus: &Bus, unit: &str, budget: &SliceBudget) -> Result<(), String> {
@@ -154,9 +211,11 @@ pub async fn execute(
     to: Mode,
 ) -> (Vec<StepRecord>, Option<String>) {
     let mut done = Vec::with_capacity(steps.len());
+    let mut started = Vec::new();
     for step in steps {
         let t0 = Stamp::now();
-        let report = run_step(ctx, bus, step, to).await;
+        let mut report = run_step(ctx, bus, step, to, &started).await;
+        started.append(&mut report.started);
         let failed = report
             .error
             .as_ref()
@@ -181,6 +240,7 @@ pub async fn execute(
             warnings: report.warnings,
             note: report.note,
             jobs: report.jobs,
+            ready: report.ready,
         });
         if failed.is_some() {
             return (done, failed);

@@ -132,7 +132,7 @@ pub async fn check(ctx: &Context, bus: &Bus, opts: &Options) -> Result<(IdleChec
     let root = nix::unistd::getuid().is_root();
 
     let sessions = bus.sessions().await?;
-    let presence = signals::presence(&sessions);
+    let presence = signals::presence(&sessions, &ctx.config.guard_settings.sessions.compositors);
     let input = s.input_devices.as_deref().map(signals::input_activity);
     let audio = signals::audio(&ctx.config.guard_settings.audio, &roots);
     let cpu = signals::cpu_pressure(&roots.procfs);

@@ -12,9 +12,7 @@ use mode_guards::probe::psi;
 use mode_guards::{read_audio, AudioSettings, Roots};
 
 use crate::clock::Stamp;
-use mode_guards::SessionInfo;
-
-const GRAPHICAL_TYPES: [&str; 3] = ["wayland", "x11", "mir"];
+use mode_guards::{SessionInfo, GRAPHICAL_TYPES};
 
 /// Who is at the seat, as far as idleness goes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,17 +46,23 @@ fn describe(s: &SessionInfo) -> String {
     )
 }
 
-fn is_graphical(s: &SessionInfo) -> bool {
-    GRAPHICAL_TYPES.contains(&s.session_type.as_str()) && s.state != "closing"
+fn is_graphical_greeter(s: &SessionInfo) -> bool {
+    s.class == "greeter"
+        && GRAPHICAL_TYPES.contains(&s.session_type.as_str())
+        && s.state != "closing"
 }
 
 /// Judge the sessions. A user session counts as idle only when logind's
 /// `IdleHint` says so. A greeter that has never set its hint
 /// (`IdleSinceHint` 0: most greeters) counts as idle since it started; one
-/// that manages its hint is judged by it, like a user session.
-pub fn presence(sessions: &[SessionInfo]) -> Presence {
-    let graphical: Vec<&SessionInfo> = sessions.iter().filter(|s| is_graphical(s)).collect();
-    let users: Vec<&&SessionInfo> = graphical.iter().filter(|s| s.class == "user").collect();
+/// that manages its hint is judged by it, like a user session. A user's
+/// session is graphical by the guard's rule (`SessionInfo::graphical_because`
+/// with `compositors`), so a compositor in a TTY login counts.
+pub fn presence(sessions: &[SessionInfo], compositors: &[String]) -> Presence {
+    let users: Vec<&SessionInfo> = sessions
+        .iter()
+        .filter(|s| s.graphical_because(compositors).is_some())
+        .collect();
     if !users.is_empty() {
         let active: Vec<String> = users
             .iter()
@@ -85,7 +89,10 @@ pub fn presence(sessions: &[SessionInfo]) -> Presence {
             sessions: users.iter().map(|s| describe(s)).collect(),
         };
     }
-    let greeters: Vec<&&SessionInfo> = graphical.iter().filter(|s| s.class == "greeter").collect();
+    let greeters: Vec<&SessionInfo> = sessions
+        .iter()
+        .filter(|s| is_graphical_greeter(s))
+        .collect();
     let active: Vec<String> = greeters
         .iter()
         .filter(|s| s.idle_since_usec != 0 && !s.idle_hint)
@@ -232,6 +239,10 @@ pub fn cpu_pressure(procfs: &Path) -> CpuPressure {
 mod tests {
     use super::*;
 
+    fn compositors() -> Vec<String> {
+        mode_guards::SessionSettings::default().compositors
+    }
+
     pub fn session(
         id: &str,
         class: &str,
@@ -251,6 +262,8 @@ mod tests {
             idle_hint: idle,
             idle_since_usec: idle_since_s * 1_000_000,
             started_usec: started_s * 1_000_000,
+            remote: false,
+            processes: vec![],
         }
     }
 
@@ -258,7 +271,7 @@ mod tests {
     fn an_active_user_session_is_named() {
         let s = [session("3", "user", false, 0, 100)];
         assert_eq!(
-            presence(&s),
+            presence(&s, &compositors()),
             Presence::Active {
                 sessions: vec!["session 3 of alice (wayland, user)".into()]
             }
@@ -271,7 +284,7 @@ mod tests {
             session("3", "user", true, 500, 100),
             session("4", "user", true, 700, 100),
         ];
-        let p = presence(&s);
+        let p = presence(&s, &compositors());
         assert!(matches!(p, Presence::IdleSessions { .. }), "{p:?}");
         assert_eq!(p.since_ms(), Some(700_000));
     }
@@ -279,7 +292,7 @@ mod tests {
     #[test]
     fn an_idle_hint_without_a_time_counts_from_the_session_start() {
         let s = [session("3", "user", true, 0, 400)];
-        assert_eq!(presence(&s).since_ms(), Some(400_000));
+        assert_eq!(presence(&s, &compositors()).since_ms(), Some(400_000));
     }
 
     #[test]
@@ -288,13 +301,16 @@ mod tests {
             session("3", "user", true, 500, 100),
             session("4", "user", false, 0, 100),
         ];
-        assert!(matches!(presence(&s), Presence::Active { .. }));
+        assert!(matches!(
+            presence(&s, &compositors()),
+            Presence::Active { .. }
+        ));
     }
 
     #[test]
     fn a_greeter_without_a_hint_is_idle_since_it_started() {
         let s = [session("c1", "greeter", false, 0, 900)];
-        let p = presence(&s);
+        let p = presence(&s, &compositors());
         assert!(matches!(p, Presence::Greeter { .. }), "{p:?}");
         assert_eq!(p.since_ms(), Some(900_000));
     }
@@ -302,9 +318,12 @@ mod tests {
     #[test]
     fn a_greeter_that_manages_its_hint_is_judged_by_it() {
         let active = [session("c1", "greeter", false, 950, 900)];
-        assert!(matches!(presence(&active), Presence::Active { .. }));
+        assert!(matches!(
+            presence(&active, &compositors()),
+            Presence::Active { .. }
+        ));
         let idle = [session("c1", "greeter", true, 950, 900)];
-        assert_eq!(presence(&idle).since_ms(), Some(950_000));
+        assert_eq!(presence(&idle, &compositors()).since_ms(), Some(950_000));
     }
 
     #[test]
@@ -313,7 +332,19 @@ mod tests {
         tty.session_type = "tty".into();
         let mut closing = session("6", "user", false, 0, 100);
         closing.state = "closing".into();
-        assert_eq!(presence(&[tty, closing]), Presence::Nobody);
+        assert_eq!(
+            presence(&[tty.clone(), closing], &compositors()),
+            Presence::Nobody
+        );
+        // The same TTY login running a compositor is someone at the desktop.
+        tty.processes.push(mode_guards::SliceProcess {
+            pid: 77,
+            command: "Hyprland".into(),
+        });
+        assert!(matches!(
+            presence(&[tty], &compositors()),
+            Presence::Active { .. }
+        ));
     }
 
     #[test]

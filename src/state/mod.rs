@@ -18,7 +18,7 @@ use serde::Serialize;
 
 pub use lock::{LockHolder, TransitionLock};
 pub use record::{
-    JobOutcome, JobRecord, RollbackRecord, StepOutcome, StepRecord, TransitionOutcome,
+    JobOutcome, JobRecord, ReadyRecord, RollbackRecord, StepOutcome, StepRecord, TransitionOutcome,
     TransitionRecord,
 };
 
@@ -204,9 +204,6 @@ impl StateDir {
         self.write_json("last-guards.json", report)
     }
 
-    pub fn placement(&self) -> Result<Option<serde_json::Value>, StateError> {
-        self.read_json("capability-placement.json")
-    }
     pub fn set_placement(&self, placement: &serde_json::Value) -> Result<(), StateError> {
         self.write_json("capability-placement.json", placement)
     }

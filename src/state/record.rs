@@ -59,6 +59,19 @@ pub struct StepRecord {
     /// Every user job a drain step affected, with what happened to it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<JobRecord>,
+    /// The settle step: each unit with a readiness check and when it got ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ready: Vec<ReadyRecord>,
+}
+
+/// A unit that answered its readiness check, and how long after the settle
+/// step began (the unit had just been started).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadyRecord {
+    pub unit: String,
+    /// The URL that answered 2xx.
+    pub check: String,
+    pub ready_ms: u64,
 }
 
 /// What happened to one user job when the machine left compute.

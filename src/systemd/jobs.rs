@@ -36,6 +36,9 @@ pub struct JobResult {
     pub result: String,
     /// Jobs pulled into the same transaction that did not end `done`.
     pub failed_companions: Vec<FailedJob>,
+    /// Every unit of the transaction whose start job ended `done` (the
+    /// unit itself and the companions it pulled in), by its own name.
+    pub started: Vec<String>,
 }
 
 impl JobResult {
@@ -64,10 +67,7 @@ impl Bus {
                 .receive_job_removed()
                 .await
                 .map_err(|e| SystemdError::call("subscribe to JobRemoved", e))?;
-            self.manager
-                .subscribe()
-                .await
-                .map_err(|e| SystemdError::call("Subscribe", e))?;
+            self.subscribe().await?;
             *removed = Some(stream);
         }
         let Some(removed) = removed.as_mut() else {
@@ -79,12 +79,16 @@ impl Bus {
             .await
             .map_err(|e| enqueue_error(unit, kind, e))?;
 
-        let mut waiting: BTreeMap<u32, String> = affected.into_iter().map(|a| (a.0, a.2)).collect();
-        waiting.insert(job_id, unit.to_string());
+        let mut waiting: BTreeMap<u32, (String, bool)> = affected
+            .into_iter()
+            .map(|a| (a.0, (a.2, a.4 == "start")))
+            .collect();
+        waiting.insert(job_id, (unit.to_string(), kind == JobKind::Start));
         let mut result = JobResult {
             unit: unit.to_string(),
             result: String::new(),
             failed_companions: Vec::new(),
+            started: Vec::new(),
         };
         let wait_all = async {
             while !waiting.is_empty() {
@@ -92,9 +96,13 @@ impl Bus {
                     break;
                 };
                 let Ok(args) = signal.args() else { continue };
-                let Some(job_unit) = waiting.remove(&args.id) else {
+                let Some((job_unit, starts)) = waiting.remove(&args.id) else {
                     continue;
                 };
+                if starts && args.result == "done" {
+                    // By the unit's own name, as the signal gives it.
+                    result.started.push(args.unit.to_string());
+                }
                 if args.id == job_id {
                     result.result = args.result.clone();
                 } else if args.result != "done" && args.result != "skipped" {

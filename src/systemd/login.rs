@@ -58,7 +58,7 @@ impl Bus {
                 ))
                 .await
                 .map_err(|e| SystemdError::call(format!("GetAll session {id}"), e))?;
-            sessions.push(SessionInfo {
+            let mut session = SessionInfo {
                 session_type: string(&props, "Type"),
                 class: string(&props, "Class"),
                 state: string(&props, "State"),
@@ -69,11 +69,23 @@ impl Bus {
                 idle_hint: flag(&props, "IdleHint"),
                 idle_since_usec: number(&props, "IdleSinceHint"),
                 started_usec: number(&props, "Timestamp"),
+                remote: flag(&props, "Remote"),
+                processes: Vec::new(),
                 id,
                 uid,
                 user,
                 seat,
-            });
+            };
+            if session.needs_processes() {
+                let scope = string(&props, "Scope");
+                // A session whose scope is already gone has no processes.
+                session.processes = self
+                    .slice_units(&scope)
+                    .await
+                    .map(|units| units.into_iter().flat_map(|u| u.processes).collect())
+                    .unwrap_or_default();
+            }
+            sessions.push(session);
         }
         Ok(sessions)
     }

@@ -71,6 +71,20 @@ impl Bus {
 }
 
 impl Bus {
+    /// Ask systemd to send its signals to this connection (once is enough:
+    /// a second ask is answered `AlreadySubscribed`, which is fine).
+    async fn subscribe(&self) -> Result<(), SystemdError> {
+        match self.manager.subscribe().await {
+            Ok(()) => Ok(()),
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str().ends_with(".AlreadySubscribed") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(SystemdError::call("Subscribe", e)),
+        }
+    }
+
     /// An uncached proxy of type `P` on the object of `unit` (loaded if it
     /// is not): one `LoadUnit` call, then whatever the caller asks.
     async fn unit_proxy<P>(&self, unit: &str) -> Result<P, SystemdError>

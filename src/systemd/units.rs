@@ -8,16 +8,27 @@ use super::{Bus, SystemdError};
 
 impl Bus {
     /// Load, active and sub state of each named unit, in the order asked.
+    /// systemd answers one entry per name, in order, under the unit's own
+    /// name: an alias (`display-manager.service`) comes back as the unit it
+    /// names (`greetd.service`), so each answer is paired with its question.
     pub async fn unit_states(&self, names: &[String]) -> Result<Vec<UnitState>, SystemdError> {
         let listed = self
             .manager
             .list_units_by_names(names.to_vec())
             .await
             .map_err(|e| SystemdError::call("ListUnitsByNames", e))?;
-        Ok(listed
-            .into_iter()
-            .map(|u| UnitState {
-                unit: u.0,
+        if listed.len() != names.len() {
+            return Err(SystemdError::call(
+                "ListUnitsByNames",
+                format!("asked for {} units, got {}", names.len(), listed.len()),
+            ));
+        }
+        Ok(names
+            .iter()
+            .zip(listed)
+            .map(|(name, u)| UnitState {
+                unit: name.clone(),
+                id: u.0,
                 load_state: u.2,
                 active_state: u.3,
                 sub_state: u.4,
@@ -32,6 +43,12 @@ impl Bus {
             .exec_main_status()
             .await
             .map_err(|e| SystemdError::call(format!("ExecMainStatus of {unit}"), e))
+    }
+
+    /// A service's `Type` (simple, exec, notify, oneshot, ...), when systemd says.
+    pub async fn service_type(&self, unit: &str) -> Option<String> {
+        let service: ServiceProxy = self.unit_proxy(unit).await.ok()?;
+        service.type_property().await.ok()
     }
 
     /// The units `unit` wants, requires or is bound to: its own workloads.
@@ -107,5 +124,78 @@ impl Bus {
             }
             other => format!("result {other}"),
         })
+    }
+}
+
+/// Units watched for leaving the active state (see `Bus::watch_active`).
+pub struct ActiveWatch {
+    stream: zbus::MessageStream,
+    /// Each watched unit's object path, with the name it was asked by.
+    paths: std::collections::HashMap<String, String>,
+}
+
+impl ActiveWatch {
+    /// The next watched unit seen leaving `active` (or `reloading`), with
+    /// the state it went to; `None` if the bus closed.
+    pub async fn next_exit(&mut self) -> Option<(String, String)> {
+        use futures_util::StreamExt;
+        while let Some(msg) = self.stream.next().await {
+            let Ok(msg) = msg else { continue };
+            let header = msg.header();
+            let Some(unit) = header.path().and_then(|p| self.paths.get(p.as_str())) else {
+                continue;
+            };
+            type Changed = (
+                String,
+                std::collections::HashMap<String, zbus::OwnedVariant>,
+                Vec<String>,
+            );
+            let Ok((_, changed, _)) = msg.body().deserialize::<Changed>() else {
+                continue;
+            };
+            let state = changed
+                .get("ActiveState")
+                .and_then(|v| v.try_clone().ok())
+                .and_then(|v| String::try_from(v).ok());
+            if let Some(state) = state.filter(|s| !matches!(s.as_str(), "active" | "reloading")) {
+                return Some((unit.clone(), state));
+            }
+        }
+        None
+    }
+}
+
+impl Bus {
+    /// Watch `units` for leaving the active state, driven by systemd's
+    /// `PropertiesChanged` signals (no polling). Subscribes first, then reads
+    /// each unit's state once, so no change is missed: the returned states
+    /// are as of after the subscription.
+    pub async fn watch_active(
+        &self,
+        units: &[String],
+    ) -> Result<(ActiveWatch, Vec<UnitState>), SystemdError> {
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .sender("org.freedesktop.systemd1")
+            .interface("org.freedesktop.DBus.Properties")
+            .member("PropertiesChanged")
+            .path_namespace("/org/freedesktop/systemd1/unit")
+            .build()
+            .map_err(|e| SystemdError::call("match rule", e))?;
+        let stream = zbus::MessageStream::for_match_rule(rule, &self.conn, None)
+            .await
+            .map_err(|e| SystemdError::call("subscribe to PropertiesChanged", e))?;
+        self.subscribe().await?;
+        let mut paths = std::collections::HashMap::new();
+        for unit in units {
+            let path = self
+                .manager
+                .load_unit(unit.clone())
+                .await
+                .map_err(|e| SystemdError::call(format!("LoadUnit {unit}"), e))?;
+            paths.insert(path.as_str().to_string(), unit.clone());
+        }
+        let states = self.unit_states(units).await?;
+        Ok((ActiveWatch { stream, paths }, states))
     }
 }

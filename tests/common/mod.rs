@@ -80,13 +80,17 @@ pub struct Container {
 /// (tests/fixtures/units), bound into the container as one mount where local
 /// units live, so the container has one mount more than its root, not one
 /// per unit.
-fn unit_dir() -> tempfile::TempDir {
+/// `omit` names stand-ins left out, for roots that bring the real program.
+fn unit_dir(omit: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("mode-ct-units")
         .tempdir()
         .expect("temporary directory");
     for source in ["pkgs/systemd", "tests/fixtures/units"] {
         copy_tree(&repo().join(source), dir.path());
+    }
+    for unit in omit {
+        std::fs::remove_file(dir.path().join(unit)).unwrap_or_else(|e| panic!("{unit}: {e}"));
     }
     dir
 }
@@ -116,21 +120,33 @@ impl Container {
     /// container's systemd, given after the defaults so that a later
     /// `systemd.unit=` wins.
     pub fn boot_with(nspawn_args: &[String], init_args: &[String]) -> Container {
-        Self::boot_in(test_root(), nspawn_args, init_args)
+        Self::boot_in(test_root(), &[], nspawn_args, init_args)
     }
 
-    /// Boot the real-stack root NAME (tests/real-stack/NAME.sh) the same way.
-    pub fn boot_real(name: &str, nspawn_args: &[String], init_args: &[String]) -> Container {
-        Self::boot_in(real_root(name), nspawn_args, init_args)
+    /// Boot the real-stack root NAME (tests/real-stack/NAME.sh) the same
+    /// way, leaving out the stand-ins in `omit` (the root has the real one,
+    /// or none: `display-manager.service` for the desktop root).
+    pub fn boot_real(
+        name: &str,
+        omit: &[&str],
+        nspawn_args: &[String],
+        init_args: &[String],
+    ) -> Container {
+        Self::boot_in(real_root(name), omit, nspawn_args, init_args)
     }
 
-    fn boot_in(root: PathBuf, nspawn_args: &[String], init_args: &[String]) -> Container {
+    fn boot_in(
+        root: PathBuf,
+        omit: &[&str],
+        nspawn_args: &[String],
+        init_args: &[String],
+    ) -> Container {
         let name = format!(
             "mc{}x{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        let units = unit_dir();
+        let units = unit_dir(omit);
         let cgroups: Vec<PathBuf> = ["unified", "systemd"]
             .iter()
             .map(|h| PathBuf::from(format!("/sys/fs/cgroup/{h}/nspawn-{name}")))
@@ -326,6 +342,22 @@ impl Container {
 
     pub fn read(&self, path: &str) -> String {
         self.sh(&format!("cat {path}")).stdout
+    }
+
+    /// Run `script` every 50 ms until it prints `want` (trimmed), or panic
+    /// after `secs` with what it printed last.
+    pub fn wait_for(&self, script: &str, want: &str, secs: u64) -> Run {
+        let started = Instant::now();
+        loop {
+            let r = self.sh(script);
+            if r.stdout.trim() == want {
+                return r;
+            }
+            if started.elapsed() > Duration::from_secs(secs) {
+                panic!("`{script}` did not print {want:?} within {secs} s: {r:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `last-transition.json`, parsed.
