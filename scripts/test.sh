@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/container.sh
 container_prerequisites
+if [ "${1:-}" = --real ]; then
+  shift
+  scripts/make-vllm-venv.sh
+  exec cargo test --test vllm_real "$@" -- --ignored --nocapture
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
