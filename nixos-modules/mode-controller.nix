@@ -170,8 +170,20 @@ let
         default = null;
         example = 300;
         description = ''
-          How long vLLM may take to finish its running and waiting requests
-          before it is stopped anyway; the timeout is recorded (built-in: 120).
+          How long vLLM may take, paused, to finish its running requests
+          (and those queued before the pause) before it is stopped anyway;
+          the timeout is recorded (built-in: 120).
+        '';
+      };
+      vllm_unreadable = lib.mkOption {
+        type = lib.types.nullOr (lib.types.enum [ "rollback" "stop" ]);
+        default = null;
+        example = "stop";
+        description = ''
+          When vLLM's queue cannot be read during the drain (a `/metrics`
+          scrape that fails or times out): `"rollback"` fails the step, rolls
+          back and resumes vLLM; `"stop"` stops it anyway with a warning in
+          the record (built-in: `"rollback"`).
         '';
       };
     };
