@@ -279,14 +279,58 @@ pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
     let steps = if moves.is_empty() {
         moves
     } else {
+        let drains = drains(config, from.as_mode(), to);
+        // A drained vLLM unit that `to` stops is stopped even where the
+        // moves do not stop it (desktop -> studio-local only adds the
+        // overlay); the plain vLLM unit stops with compute.target.
+        let stop_drained: Vec<Step> = drains
+            .iter()
+            .filter_map(|s| match s {
+                Step::DrainVllm { unit, .. }
+                    if config.mode(to).stop.contains(unit)
+                        && !moves
+                            .iter()
+                            .any(|m| matches!(m, Step::Stop { unit: u } if u == unit)) =>
+                {
+                    Some(Step::Stop { unit: unit.clone() })
+                }
+                _ => None,
+            })
+            .collect();
         [
-            drains(config, from.as_mode(), to),
+            drains,
             budgets(config, to),
-            settle(config, to, moves),
+            settle(config, to, [stop_drained, moves].concat()),
         ]
         .concat()
     };
     Plan { from, to, steps }
+}
+
+/// `plan` plus a start of each of `missing` (vLLM profile units of `to`
+/// that are not running: boot does not start them, so a desktop whose
+/// opt-in AI was never started is still desktop, and asking for desktop
+/// starts it) that the plan does not start already.
+pub fn with_missing_starts(mut p: Plan, config: &Config, missing: &[String]) -> Plan {
+    let new: Vec<Step> = missing
+        .iter()
+        .filter(|u| {
+            !p.steps
+                .iter()
+                .any(|s| matches!(s, Step::Start { unit } if unit == *u))
+        })
+        .map(|unit| Step::Start { unit: unit.clone() })
+        .collect();
+    if new.is_empty() {
+        return p;
+    }
+    let mut steps: Vec<Step> = std::mem::take(&mut p.steps)
+        .into_iter()
+        .filter(|s| !matches!(s, Step::Settle { .. }))
+        .collect();
+    steps.extend(new);
+    p.steps = settle(config, p.to, steps);
+    p
 }
 
 /// `plan`, clearing drift first: outside compute, every compute workload in
@@ -386,6 +430,31 @@ mod tests {
                 .iter()
                 .any(|s| matches!(s, Step::DrainVllm { .. } | Step::DrainJobs { .. })));
         }
+    }
+
+    #[test]
+    fn desktop_to_studio_stops_the_drained_desktop_profile() {
+        let mut c = defaults();
+        c.modes.desktop.start.push("vllm@desktop.service".into());
+        c.modes
+            .studio_local
+            .stop
+            .push("vllm@desktop.service".into());
+        c.vllm_profiles = Some(crate::config::VllmProfiles::default());
+        c.vllm_profiles.as_mut().unwrap().gpus = vec!["0000:01:00.0".into(), "0000:41:00.0".into()];
+        c.vllm_profiles.as_mut().unwrap().desktop.enabled = true;
+        c.guard_settings.gpu.display_gpu = Some("0000:01:00.0".into());
+        let p = plan(ObservedMode::Desktop, Mode::StudioLocal, &c);
+        let w: Vec<String> = p
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.action(), s.unit()))
+            .collect();
+        let drain = w
+            .iter()
+            .position(|s| s == "drain-vllm vllm@desktop.service");
+        let stop = w.iter().position(|s| s == "stop vllm@desktop.service");
+        assert!(drain.is_some() && stop.is_some() && drain < stop, "{w:?}");
     }
 
     #[test]

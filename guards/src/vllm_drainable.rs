@@ -21,6 +21,9 @@ const LIVE_STATES: [&str; 4] = ["active", "activating", "reloading", "deactivati
 
 pub struct VllmDrainable {
     settings: VllmSettings,
+    /// The vLLM units that may serve on the endpoint (`settings.unit`, or
+    /// every profile unit of the mode being left).
+    units: Vec<String>,
 }
 
 /// Which requests must reach 0.
@@ -49,8 +52,19 @@ impl Queue {
 
 impl VllmDrainable {
     pub fn new(settings: &VllmSettings) -> Self {
+        Self::for_units(settings, std::slice::from_ref(&settings.unit))
+    }
+
+    /// The guard for several vLLM units sharing the endpoint (vLLM
+    /// profiles): whichever of them runs is drained.
+    pub fn for_units(settings: &VllmSettings, units: &[String]) -> Self {
         Self {
             settings: settings.clone(),
+            units: if units.is_empty() {
+                vec![settings.unit.clone()]
+            } else {
+                units.to_vec()
+            },
         }
     }
 
@@ -102,16 +116,36 @@ impl VllmDrainable {
     /// (pass), or `drain_wait_secs` pass (fail); a scrape that fails is an
     /// error, never a pass.
     pub fn wait(&self, facts: &Facts, what: QueueWait) -> Verdict {
-        let unit = &self.settings.unit;
+        // The unit that serves: the first live one, else the first whose
+        // state was not gathered; when every one is known and not live,
+        // there is nothing to drain.
+        let live = |u: &&String| {
+            facts.unit_state(u).is_some_and(|s| {
+                s.load_state != "not-found" && LIVE_STATES.contains(&s.active_state.as_str())
+            })
+        };
+        let unknown = |u: &&String| facts.unit_state(u).is_none();
+        let Some(unit) = self
+            .units
+            .iter()
+            .find(live)
+            .or_else(|| self.units.iter().find(unknown))
+        else {
+            let words: Vec<String> = self
+                .units
+                .iter()
+                .filter_map(|u| facts.unit_state(u))
+                .map(|s| {
+                    if s.load_state == "not-found" {
+                        format!("{} is not installed", s.unit)
+                    } else {
+                        format!("{} is {}", s.unit, s.active_state)
+                    }
+                })
+                .collect();
+            return Verdict::skipped(format!("{}; nothing to drain", words.join(", ")));
+        };
         let state = facts.unit_state(unit);
-        if let Some(s) = state {
-            if s.load_state == "not-found" {
-                return Verdict::skipped(format!("{unit} is not installed"));
-            }
-            if !LIVE_STATES.contains(&s.active_state.as_str()) {
-                return Verdict::skipped(format!("{unit} is {}; nothing to drain", s.active_state));
-            }
-        }
         let unit_words = match state {
             Some(s) => format!("{unit} is {}", s.active_state),
             None => format!("the state of {unit} was not gathered"),

@@ -245,6 +245,9 @@ impl Config {
             }
         };
         for (profile, p) in &placements {
+            // A profile's unit is a workload the controller drains, stops
+            // and starts itself, not a user job in the AI slice.
+            add(&mut self.guard_settings.ai_slice.managed, &p.unit);
             for mode in Mode::ALL {
                 let runs_here = matches!(
                     (*profile, mode),

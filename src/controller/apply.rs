@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use crate::clock::{transition_id, Stamp};
 use crate::mode::{Mode, ObservedMode};
-use crate::plan::{plan, plan_clearing, Step};
+use crate::plan::{plan, plan_clearing, with_missing_starts, Step};
 use crate::state::{append_audit, RollbackRecord, StepRecord, TransitionOutcome, TransitionRecord};
 use crate::systemd::Bus;
 
@@ -75,7 +75,11 @@ pub async fn apply(
         None
     });
     let before = ctx.observe(bus, None, recorded).await?;
-    let the_plan = plan_clearing(before.mode, to, &ctx.config, &before.strays());
+    let the_plan = with_missing_starts(
+        plan_clearing(before.mode, to, &ctx.config, &before.strays()),
+        &ctx.config,
+        &before.profile_units_not_running(to, &ctx.config),
+    );
     let mut record = TransitionRecord {
         id,
         from: before.mode.word().to_string(),

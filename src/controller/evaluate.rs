@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use mode_guards::{
     builtin, evaluate_all, external, gpu_release_verification, Facts, Guard, GuardReport,
-    GuardResult, Outcome, Roots, Severity,
+    GuardResult, Outcome, Roots, Severity, VllmDrainable,
 };
 
 use crate::clock::Stamp;
 use crate::config::{Config, GuardSeverity, JobPolicy};
 use crate::mode::{Mode, ObservedMode};
-use crate::plan::Plan;
+use crate::plan::{Plan, Step};
 use crate::systemd::Bus;
 
 use super::{Context, Error};
@@ -28,7 +28,8 @@ async fn gather(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<Facts, Error> {
     let mut facts = Facts::new(plan.to.word());
     // One ListUnitsByNames call for both lists.
     let to_start = plan.units_to_start();
-    let of_interest = settings.units_of_interest();
+    let mut of_interest = settings.units_of_interest();
+    of_interest.extend(ctx.config.vllm_units());
     let states = bus
         .unit_states(&[to_start.clone(), of_interest.clone()].concat())
         .await?;
@@ -99,8 +100,12 @@ pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardRepo
         let Some(severity) = severity_for(name, *configured, plan, &ctx.config) else {
             continue;
         };
-        let guard = builtin(name, settings, &roots)
-            .or_else(|| externals.iter().find(|g| g.name() == name).cloned());
+        let guard = if name == "vllm_drainable" {
+            Some(vllm_drainable(ctx, plan))
+        } else {
+            builtin(name, settings, &roots)
+        }
+        .or_else(|| externals.iter().find(|g| g.name() == name).cloned());
         match guard {
             Some(guard) => runnable.push((guard, severity)),
             None => missing.push(unavailable(name, severity)),
@@ -114,6 +119,26 @@ pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardRepo
         target: plan.to.word().to_string(),
         guards,
     })
+}
+
+/// `vllm_drainable` for the vLLM units this plan drains (with profiles,
+/// the profile unit of the mode being left), or every vLLM unit.
+fn vllm_drainable(ctx: &Context, plan: &Plan) -> Arc<dyn Guard> {
+    let mut units: Vec<String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::DrainVllm { unit, .. } => Some(unit.clone()),
+            _ => None,
+        })
+        .collect();
+    if units.is_empty() {
+        units = ctx.config.vllm_units();
+    }
+    Arc::new(VllmDrainable::for_units(
+        &ctx.config.guard_settings.vllm,
+        &units,
+    ))
 }
 
 /// Whether the display GPU is held now, checked once (for drift in
