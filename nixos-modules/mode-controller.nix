@@ -226,9 +226,11 @@ let
           "0000:41:00.0"
         ];
         description = ''
-          Every GPU, by PCI address or UUID, in the order CUDA numbers them.
-          The one named by `guard_settings.gpu.display_gpu` drives the
-          display.
+          Every GPU, all by PCI address or all by UUID, in any order: the
+          controller writes PCI-ordered indices with
+          `CUDA_DEVICE_ORDER=PCI_BUS_ID`, or the UUIDs, so CUDA and NVML
+          agree. The one named by `guard_settings.gpu.display_gpu` drives
+          the display.
         '';
       };
       compute = lib.mkOption {
@@ -749,7 +751,7 @@ in
               a plain compute workload (`guard_settings.vllm.unit`, wanted
               by `compute.target`). With profiles the controller starts and
               stops `vllm@compute.service` and `vllm@desktop.service` itself
-              and writes each one's `CUDA_VISIBLE_DEVICES` and memory share
+              and writes each one's `CUDA_DEVICE_ORDER`/`CUDA_VISIBLE_DEVICES` and memory share
               to `/run/mode-controller/vllm-PROFILE.env`; the configuration
               declares the `vllm@` template that reads it (see
               `docs/nixos.md`).

@@ -57,6 +57,18 @@ fn each_mode_runs_its_vllm_profile_on_its_gpus() {
         "every GPU in compute"
     );
 
+    // A training unit reads the GPUs of the mode it starts in, by PCI order.
+    let train = |name: &str| {
+        let r = c.sh(&format!(
+            "systemd-run --unit={name} -p EnvironmentFile=/run/mode-controller/training.env \
+             sh -c 'echo \"$CUDA_DEVICE_ORDER $CUDA_VISIBLE_DEVICES\" > /run/{name}.gpus; exec sleep infinity'"
+        ));
+        assert_eq!(r.code, 0, "{r:?}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        c.read(&format!("/run/{name}.gpus"))
+    };
+    assert_eq!(train("train-compute"), "PCI_BUS_ID 0,1\n", "every GPU in compute");
+
     let placement: serde_json::Value =
         serde_json::from_str(&c.read("/run/mode-controller/capability-placement.json")).unwrap();
     assert_eq!(placement["vllm"], "local");
@@ -69,6 +81,11 @@ fn each_mode_runs_its_vllm_profile_on_its_gpus() {
     assert_eq!(c.mode("request desktop").code, 0);
     assert_eq!(c.state("vllm@compute.service"), "inactive");
     assert_eq!(c.state("vllm@desktop.service"), "active");
+    assert_eq!(
+        train("train-desktop"),
+        "PCI_BUS_ID 1\n",
+        "not the display GPU outside compute"
+    );
 }
 
 #[test]

@@ -69,7 +69,7 @@ pub async fn apply(
     info!(transition = %id, to = %to, requested_by = %requested_by, "transition {id} to {to} started");
 
     ctx.state.set_desired(to)?;
-    write_placement(ctx)?;
+    write_placement(ctx, to)?;
     let recorded = ctx.state.current().unwrap_or_else(|e| {
         warn!("{e}; it will be rewritten");
         None
@@ -132,8 +132,19 @@ pub async fn apply(
 /// `capability-placement.json` and, with vLLM profiles, each profile's
 /// environment file (`vllm-PROFILE.env`: its GPUs and memory share), all
 /// generated from the configuration before anything starts.
-fn write_placement(ctx: &Context) -> Result<(), Error> {
+fn write_placement(ctx: &Context, to: Mode) -> Result<(), Error> {
     ctx.state.set_placement(&ctx.config.placement_document())?;
+    // Training units (`EnvironmentFile=/run/mode-controller/training.env`)
+    // get the GPUs of the mode being entered.
+    if let Some(profiles) = &ctx.config.vllm_profiles {
+        let display = ctx.config.guard_settings.gpu.display_gpu.as_deref();
+        ctx.state.write_atomic(
+            "training.env",
+            profiles
+                .training_env(to == Mode::Compute, display)
+                .as_bytes(),
+        )?;
+    }
     for (profile, placement) in ctx.config.vllm_placements() {
         ctx.state.write_atomic(
             &format!("vllm-{profile}.env"),
