@@ -30,6 +30,9 @@
 # - `mode-controller@.service` and `mode-idle-check.service` have
 #   `restartIfChanged = false`: a switch does not kill a transition in
 #   flight, nor an idle check waiting for the compute request it made.
+# - The workloads (`workloads`: the services of the modes' start lists, the
+#   vLLM profile template) get `restartIfChanged = false`: a switch in a mode
+#   that runs them does not restart them with no drain.
 # - Slice budgets are set at run time over D-Bus (runtime drop-ins under
 #   /run/systemd/system.control), which a daemon-reload keeps.
 {
@@ -574,6 +577,30 @@ in
       };
     };
 
+    workloads = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default =
+        let
+          named = lib.concatMap (m: m.start or [ ]) (lib.attrValues (cfg.settings.modes or { }));
+          profiles = lib.optional (cfg.settings.vllm_profiles or null != null) "vllm@.service";
+        in
+        lib.unique (lib.filter (u: lib.hasSuffix ".service" u) (named ++ profiles));
+      defaultText = lib.literalMD "every service in the modes' `start` lists, and `vllm@.service` with vLLM profiles";
+      example = [
+        "vllm.service"
+        "train@.service"
+      ];
+      description = ''
+        Services the controller drains, stops and starts (or templates of
+        them): they get `restartIfChanged = false`, so `nixos-rebuild
+        switch` in a mode that runs them never restarts them behind the
+        controller's back, without a drain. A changed definition takes
+        effect when the controller next starts them (leave the mode and
+        come back: `mode request desktop`, then `mode request compute`).
+        Each must be defined in `systemd.services` (or a package's unit).
+      '';
+    };
+
     keepRunning = lib.mkOption {
       type = lib.types.listOf lib.types.str;
       default = [ "k3s.service" ];
@@ -813,7 +840,7 @@ in
     };
   };
 
-  config = lib.mkIf cfg.enable {
+  config = lib.mkIf cfg.enable (lib.mkMerge [ {
     assertions =
       let
         at = mode: field: "services.modeController.settings.modes.${mode}.${field}";
@@ -1068,7 +1095,18 @@ in
     # blocks the switch). Stronger than the display managers' plain
     # definition, weaker than lib.mkForce.
     systemd.defaultUnit = lib.mkIf (cfg.defaultMode == "compute") (lib.mkOverride 90 "multi-user.target");
-  };
+  }
+  {
+    # Workloads are never restarted by a switch: a changed vLLM would be
+    # stopped mid-request with no drain (see docs/nixos.md).
+    systemd.services = lib.listToAttrs (
+      map (unit: {
+        name = lib.removeSuffix ".service" unit;
+        value.restartIfChanged = lib.mkDefault false;
+      }) cfg.workloads
+    );
+  }
+  ]);
 
   meta.maintainers = [ ];
 }
