@@ -6,6 +6,7 @@ mod clock;
 mod config;
 mod controller;
 mod idle;
+mod integrations;
 mod logging;
 mod mode;
 mod observe;

@@ -41,6 +41,21 @@ pub enum Step {
         unit: String,
         policy: Drain,
     },
+    /// Drain this machine's Slurm node (no new job lands) and handle its
+    /// running jobs by the mode's policy: requeue after the checkpoint
+    /// signal, wait until they end, or (refuse) none may run.
+    SlurmDrain {
+        node: String,
+        policy: Drain,
+    },
+    /// Let Slurm place jobs on the node again, once compute is reached.
+    SlurmResume {
+        node: String,
+    },
+    /// A user's executable (`integrations.exec`), run with the transition on stdin.
+    Exec {
+        name: String,
+    },
     /// Last: every service the switch started must stay active for the
     /// window, and those with a readiness check must answer it, before the
     /// mode counts as reached. `unit` is the mode's target.
@@ -63,6 +78,9 @@ impl Step {
             Step::ResumeVllm { .. } => "resume-vllm",
             Step::DrainJobs { .. } => "drain-jobs",
             Step::Settle { .. } => "settle",
+            Step::SlurmDrain { .. } => "slurm-drain",
+            Step::SlurmResume { .. } => "slurm-resume",
+            Step::Exec { .. } => "exec",
         }
     }
 
@@ -75,6 +93,8 @@ impl Step {
             Step::Check { guard } => guard,
             Step::DrainVllm { unit, .. } | Step::DrainJobs { unit, .. } => unit,
             Step::Settle { unit, .. } => unit,
+            Step::SlurmDrain { node, .. } | Step::SlurmResume { node } => node,
+            Step::Exec { name } => name,
         }
     }
 
@@ -107,6 +127,22 @@ impl Step {
                 }
                 JobPolicy::Refuse => format!("refuse if user jobs run in {unit}"),
             },
+            Step::SlurmDrain { node, policy } => match policy.jobs {
+                JobPolicy::Checkpoint => format!(
+                    "drain the Slurm node {node}, send its jobs {}, allow {} s, then requeue those still running",
+                    policy.checkpoint_signal.name(),
+                    policy.grace_secs
+                ),
+                JobPolicy::Wait => format!(
+                    "drain the Slurm node {node} and wait up to {} s for its jobs to end",
+                    policy.wait_secs
+                ),
+                JobPolicy::Refuse => {
+                    format!("drain the Slurm node {node} (refused before this if a job runs there)")
+                }
+            },
+            Step::SlurmResume { node } => format!("resume the Slurm node {node}"),
+            Step::Exec { name } => format!("run the exec step {name} with the transition on stdin"),
             Step::Settle {
                 window_ms, ready, ..
             } => {
@@ -250,7 +286,37 @@ fn drains(config: &Config, from: Option<Mode>, to: Mode) -> Vec<Step> {
         unit: config.guard_settings.ai_slice.slice.clone(),
         policy: drain.clone(),
     });
-    vllm.chain(jobs).collect()
+    // The scheduler first: once the node is drained no new job lands on it.
+    let slurm = slurm_node(config)
+        .filter(|_| leaving_compute)
+        .map(|node| Step::SlurmDrain {
+            node,
+            policy: drain.clone(),
+        });
+    slurm.into_iter().chain(vllm).chain(jobs).collect()
+}
+
+/// The Slurm node, when the integration is on (named by `fit_to_machine`).
+fn slurm_node(config: &Config) -> Option<String> {
+    let slurm = config.integrations.slurm.as_ref()?;
+    Some(slurm.node.clone().unwrap_or_default())
+}
+
+/// After the switch is reached: the scheduler told (entering compute, the
+/// Slurm node takes jobs again), then the user's exec steps for `to`.
+fn announce(config: &Config, to: Mode) -> Vec<Step> {
+    let resume = slurm_node(config)
+        .filter(|_| to == Mode::Compute)
+        .map(|node| Step::SlurmResume { node });
+    let exec = config
+        .integrations
+        .exec
+        .iter()
+        .filter(|e| e.runs_for(to))
+        .map(|e| Step::Exec {
+            name: e.name.clone(),
+        });
+    resume.into_iter().chain(exec).collect()
 }
 
 /// The ordered steps that take the machine from `from` to `to`: drains
@@ -301,6 +367,7 @@ pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
             drains,
             budgets(config, to),
             settle(config, to, [stop_drained, moves].concat()),
+            announce(config, to),
         ]
         .concat()
     };
@@ -324,12 +391,25 @@ pub fn with_missing_starts(mut p: Plan, config: &Config, missing: &[String]) -> 
     if new.is_empty() {
         return p;
     }
-    let mut steps: Vec<Step> = std::mem::take(&mut p.steps)
-        .into_iter()
-        .filter(|s| !matches!(s, Step::Settle { .. }))
-        .collect();
-    steps.extend(new);
-    p.steps = settle(config, p.to, steps);
+    // Before the settle step (which then watches them too), or before the
+    // announcements, or at the end with a settle step of their own.
+    let at = p
+        .steps
+        .iter()
+        .position(|s| {
+            matches!(
+                s,
+                Step::Settle { .. } | Step::SlurmResume { .. } | Step::Exec { .. }
+            )
+        })
+        .unwrap_or(p.steps.len());
+    let has_settle = p.steps.iter().any(|s| matches!(s, Step::Settle { .. }));
+    let insert = if has_settle {
+        new
+    } else {
+        settle(config, p.to, new)
+    };
+    p.steps.splice(at..at, insert);
     p
 }
 

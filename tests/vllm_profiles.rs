@@ -67,7 +67,11 @@ fn each_mode_runs_its_vllm_profile_on_its_gpus() {
         std::thread::sleep(std::time::Duration::from_millis(300));
         c.read(&format!("/run/{name}.gpus"))
     };
-    assert_eq!(train("train-compute"), "PCI_BUS_ID 0,1\n", "every GPU in compute");
+    assert_eq!(
+        train("train-compute"),
+        "PCI_BUS_ID 0,1\n",
+        "every GPU in compute"
+    );
 
     let placement: serde_json::Value =
         serde_json::from_str(&c.read("/run/mode-controller/capability-placement.json")).unwrap();

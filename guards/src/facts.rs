@@ -147,6 +147,18 @@ pub struct Facts {
     pub unit_states: Vec<UnitState>,
     /// Where each capability runs, from the configuration as it is now.
     pub capability_placement: serde_json::Value,
+    /// The Slurm jobs holding this node, or why Slurm could not be asked;
+    /// `None` without the Slurm integration.
+    pub slurm_jobs: Option<Result<Vec<SlurmJob>, String>>,
+}
+
+/// A Slurm job on this node, as `squeue --json` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlurmJob {
+    pub id: u64,
+    pub name: String,
+    pub user: String,
+    pub state: String,
 }
 
 impl Facts {
@@ -159,6 +171,7 @@ impl Facts {
             slice_units: Err("units in the AI slice were not gathered".into()),
             unit_states: Vec::new(),
             capability_placement: serde_json::Value::Null,
+            slurm_jobs: None,
         }
     }
 

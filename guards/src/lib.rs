@@ -16,6 +16,7 @@ mod report;
 mod roots;
 mod run;
 mod settings;
+mod slurm_jobs_safe;
 mod studio_capability_local;
 mod target_reachable;
 mod user_jobs_safe;
@@ -25,7 +26,9 @@ pub use advice::advice;
 pub use audio_idle::{read_audio, AudioClient, AudioIdle, AudioReading};
 pub use cpu_load_safe::CpuLoadSafe;
 pub use external::ExternalGuard;
-pub use facts::{Facts, SessionInfo, SliceProcess, SliceUnit, UnitState, GRAPHICAL_TYPES};
+pub use facts::{
+    Facts, SessionInfo, SliceProcess, SliceUnit, SlurmJob, UnitState, GRAPHICAL_TYPES,
+};
 pub use gpu_display_released::{
     resolve_display, DisplayGpu, DisplayGpuUse, GpuDisplayReleased, GpuHolder, UnknownHolder,
 };
@@ -39,6 +42,7 @@ pub use settings::{
     AiSliceSettings, AudioSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings,
     GuardSettings, MemorySettings, ScanMethod, SessionSettings, SettingsError, VllmSettings,
 };
+pub use slurm_jobs_safe::SlurmJobsSafe;
 pub use studio_capability_local::StudioCapabilityLocal;
 pub use target_reachable::TargetReachable;
 pub use user_jobs_safe::UserJobsSafe;

@@ -63,6 +63,9 @@ pub fn status(s: &Status) -> String {
         let _ = writeln!(out, "blocking:   {}: {}", g.name, g.reason);
     }
     let _ = writeln!(out, "display:    {}", s.display_manager);
+    if let Some(slurm) = &s.slurm {
+        let _ = writeln!(out, "slurm:      {slurm}");
+    }
     let placement: Vec<String> = s
         .capability_placement
         .as_object()

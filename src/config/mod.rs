@@ -6,6 +6,7 @@
 mod budget;
 mod drain;
 mod idle;
+mod integrations;
 mod readiness;
 mod vllm;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
 pub use drain::{Drain, JobPolicy, UnreadablePolicy};
 pub use idle::{BootMode, IdleConfig};
+pub use integrations::{ExecIntegration, Integrations, SlurmIntegration, Unreachable};
 pub use readiness::Readiness;
 pub use vllm::{VllmPlacement, VllmProfiles};
 
@@ -153,6 +155,8 @@ pub struct Config {
     /// Readiness checks by unit: a started unit with one counts as up only
     /// once its URL answers 2xx (for example vLLM's `/health`).
     pub readiness: BTreeMap<String, Readiness>,
+    /// Slurm and `exec` steps (see docs/configuration.md).
+    pub integrations: Integrations,
 }
 
 impl Config {
@@ -418,6 +422,7 @@ pub fn defaults() -> Config {
         boot_mode: BootMode::Default,
         display_manager: DisplayManager::Auto,
         readiness: BTreeMap::new(),
+        integrations: Integrations::default(),
     }
 }
 
@@ -589,6 +594,7 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
     for (i, u) in c.keep_running.iter().enumerate() {
         check_unit(&format!("keep_running[{i}]"), u)?;
     }
+    c.integrations.validate()?;
     for (unit, check) in &c.readiness {
         check_unit(&format!("readiness.{unit}"), unit)?;
         check.check(&format!("readiness.{unit}"))?;

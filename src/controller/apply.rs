@@ -11,17 +11,26 @@ use crate::state::{append_audit, RollbackRecord, StepRecord, TransitionOutcome, 
 use crate::systemd::Bus;
 
 use super::evaluate::evaluate;
-use super::steps::execute;
+use super::steps::{execute, Transition};
 use super::{Context, Error};
 
 /// Execute a plan into `to` and check the machine really is there.
+/// `record` names the transition the steps belong to.
 async fn converge(
     ctx: &Context,
     bus: &Bus,
     steps: &[Step],
     to: Mode,
+    record: &TransitionRecord,
 ) -> (Vec<StepRecord>, Result<(), String>) {
-    let (records, failure) = execute(ctx, bus, steps, to).await;
+    let t = Transition {
+        transition: &record.id,
+        from: &record.from,
+        to: to.word(),
+        to_mode: to,
+        requested_by: &record.requested_by,
+    };
+    let (records, failure) = execute(ctx, bus, steps, &t).await;
     if let Some(f) = failure {
         return (records, Err(f));
     }
@@ -111,7 +120,7 @@ pub async fn apply(
             // Nothing changed: the machine is where it was observed to be.
             before.mode
         } else {
-            let (steps, result) = converge(ctx, bus, &the_plan.steps, to).await;
+            let (steps, result) = converge(ctx, bus, &the_plan.steps, to, &record).await;
             record.steps = steps;
             match result {
                 Ok(()) => {
@@ -192,7 +201,7 @@ async fn roll_back(
         .map(|unit| Step::ResumeVllm { unit })
         .chain(back.steps)
         .collect();
-    let (steps, result) = converge(ctx, bus, &steps, prior_mode).await;
+    let (steps, result) = converge(ctx, bus, &steps, prior_mode, record).await;
     warn!(to = %prior_mode, ok = result.is_ok(), "rolled back to {prior_mode}: {}", if result.is_ok() { "converged" } else { "failed" });
     let (outcome, error, current) = match result {
         Ok(()) => (TransitionOutcome::Converged, None, prior),

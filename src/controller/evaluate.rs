@@ -3,6 +3,7 @@
 //! external), run them all concurrently, and run the post-teardown checks
 //! that a plan's `check` steps ask for.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mode_guards::{
@@ -17,6 +18,8 @@ use crate::plan::{Plan, Step};
 use crate::systemd::Bus;
 
 use super::{Context, Error};
+
+const SLURM_JOBS_SAFE: &str = "slurm_jobs_safe";
 
 fn roots(ctx: &Context) -> Roots {
     Roots::system_with_state_dir(ctx.state.root())
@@ -43,6 +46,20 @@ async fn gather(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<Facts, Error> {
     facts.units_to_start = pick(&to_start);
     facts.unit_states = pick(&of_interest);
     facts.capability_placement = ctx.config.placement_document();
+    let drains_slurm = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::SlurmDrain { .. }));
+    if let Some(slurm) = ctx
+        .config
+        .integrations
+        .slurm
+        .as_ref()
+        .filter(|_| drains_slurm)
+    {
+        let jobs = crate::integrations::slurm::Slurm::new(slurm).jobs().await;
+        facts.slurm_jobs = Some(jobs.map_err(|e| e.to_string()));
+    }
     facts.sessions = bus.sessions().await.map_err(|e| e.to_string());
     facts.slice_units = bus
         .slice_units(&settings.ai_slice.slice)
@@ -89,6 +106,28 @@ fn severity_for(
     }
 }
 
+/// The guards of `plan.to` as configured, plus `slurm_jobs_safe` when the
+/// plan drains a Slurm node and the configuration does not name it: hard
+/// with the `refuse` job policy, soft (naming the jobs) otherwise.
+fn guards_for(plan: &Plan, config: &Config) -> BTreeMap<String, GuardSeverity> {
+    let mut guards = config.mode(plan.to).guards.clone();
+    let drains_slurm = plan.steps.iter().find_map(|s| match s {
+        Step::SlurmDrain { policy, .. } => Some(policy.jobs),
+        _ => None,
+    });
+    if let Some(policy) = drains_slurm {
+        let severity = if policy == JobPolicy::Refuse {
+            GuardSeverity::Hard
+        } else {
+            GuardSeverity::Soft
+        };
+        guards
+            .entry(SLURM_JOBS_SAFE.to_string())
+            .or_insert(severity);
+    }
+    guards
+}
+
 /// Evaluate every guard configured for `plan.to`.
 pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardReport, Error> {
     let settings = &ctx.config.guard_settings;
@@ -96,7 +135,7 @@ pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardRepo
     let externals = external(settings);
     let mut runnable = Vec::new();
     let mut missing = Vec::new();
-    for (name, configured) in &ctx.config.mode(plan.to).guards {
+    for (name, configured) in &guards_for(plan, &ctx.config) {
         let Some(severity) = severity_for(name, *configured, plan, &ctx.config) else {
             continue;
         };

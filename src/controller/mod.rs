@@ -7,6 +7,7 @@ mod apply;
 mod boot;
 mod drain;
 mod evaluate;
+mod integrate;
 mod query;
 mod request;
 mod settle;
@@ -82,11 +83,22 @@ impl Context {
             active_state: "unknown".into(),
             sub_state: "unknown".into(),
         });
-        let config = if display_manager.is_none() {
+        let mut config = if display_manager.is_none() {
             config.without_display_manager()
         } else {
             config
         };
+        if let Some(slurm) = config.integrations.slurm.as_mut() {
+            // The node is this machine unless the configuration names it;
+            // its job processes live in slurmd.service, which the
+            // integration handles, so user_jobs_safe leaves it alone.
+            let node = crate::integrations::slurm::Slurm::new(slurm).node;
+            slurm.node = Some(node);
+            let managed = &mut config.guard_settings.ai_slice.managed;
+            if !managed.iter().any(|u| u == "slurmd.service") {
+                managed.push("slurmd.service".into());
+            }
+        }
         Self {
             config,
             state,

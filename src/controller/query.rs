@@ -39,6 +39,8 @@ pub struct Status {
     pub capability_placement: serde_json::Value,
     /// The display manager the modes start and stop, in words.
     pub display_manager: String,
+    /// This machine's Slurm node as slurmctld sees it (with the integration on).
+    pub slurm: Option<String>,
     /// The budget each slice has now, read back from systemd.
     pub budgets: BTreeMap<String, SliceBudget>,
     /// State files that could not be read, each naming the file.
@@ -52,6 +54,14 @@ fn keep<T>(
     r.unwrap_or_else(|e| {
         problems.push(e.to_string());
         None
+    })
+}
+
+async fn slurm_words(ctx: &Context) -> Option<String> {
+    let slurm = crate::integrations::slurm::Slurm::new(ctx.config.integrations.slurm.as_ref()?);
+    Some(match slurm.node_state().await {
+        Ok(n) => format!("node {}: {}", slurm.node, n.words()),
+        Err(e) => format!("node {}: {e}", slurm.node),
     })
 }
 
@@ -120,6 +130,7 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
         blocking_target,
         capability_placement,
         display_manager: ctx.display_manager_words(),
+        slurm: slurm_words(ctx).await,
         budgets,
         problems,
     })

@@ -17,8 +17,30 @@ use crate::systemd::{Bus, JobKind};
 
 use super::drain::{drain_jobs, drain_vllm, resume_vllm};
 use super::evaluate::verify;
+use super::integrate::{self, Told};
 use super::settle::settle;
 use super::Context;
+
+/// The transition the steps belong to, as integrations are told it.
+pub struct Transition<'a> {
+    pub transition: &'a str,
+    pub from: &'a str,
+    /// The mode these steps lead to (the prior mode, for a rollback).
+    pub to: &'a str,
+    pub to_mode: Mode,
+    pub requested_by: &'a str,
+}
+
+impl Transition<'_> {
+    fn exec(&self) -> crate::integrations::exec::Transition<'_> {
+        crate::integrations::exec::Transition {
+            transition: self.transition,
+            from: self.from,
+            to: self.to,
+            requested_by: self.requested_by,
+        }
+    }
+}
 
 /// What running one step produced; `error` set means it failed.
 #[derive(Default)]
@@ -48,15 +70,39 @@ impl StepReport {
     }
 }
 
+impl From<Result<Told, String>> for StepReport {
+    fn from(r: Result<Told, String>) -> Self {
+        match r {
+            Ok(t) => StepReport {
+                note: Some(t.note),
+                warnings: t.warnings,
+                jobs: t.jobs,
+                ..StepReport::default()
+            },
+            Err(e) => StepReport::failed(e),
+        }
+    }
+}
+
 /// Run one step; `started` is every unit the steps before it started.
 async fn run_step(
     ctx: &Context,
     bus: &Bus,
     step: &Step,
-    to: Mode,
+    t: &Transition<'_>,
     started: &[String],
 ) -> StepReport {
+    let to = t.to_mode;
     match step {
+        Step::SlurmDrain { policy, .. } => {
+            let reason = format!(
+                "mode-controller: {} -> {} (transition {}, by {})",
+                t.from, t.to, t.transition, t.requested_by
+            );
+            integrate::slurm_drain(ctx, policy, &reason).await.into()
+        }
+        Step::SlurmResume { .. } => integrate::slurm_resume(ctx).await.into(),
+        Step::Exec { name } => integrate::exec_step(ctx, name, &t.exec()).await.into(),
         Step::Settle { window_ms, .. } => {
             match settle(ctx, bus, to, started, Duration::from_millis(*window_ms)).await {
                 Ok(s) => StepReport {
@@ -208,13 +254,13 @@ pub async fn execute(
     ctx: &Context,
     bus: &Bus,
     steps: &[Step],
-    to: Mode,
+    t: &Transition<'_>,
 ) -> (Vec<StepRecord>, Option<String>) {
     let mut done = Vec::with_capacity(steps.len());
     let mut started = Vec::new();
     for step in steps {
         let t0 = Stamp::now();
-        let mut report = run_step(ctx, bus, step, to, &started).await;
+        let mut report = run_step(ctx, bus, step, t, &started).await;
         started.append(&mut report.started);
         let failed = report
             .error

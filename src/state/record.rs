@@ -86,6 +86,9 @@ pub enum JobOutcome {
     Killed,
     /// It ended by itself while the controller waited.
     Ended,
+    /// A Slurm job put back in the queue (after its checkpoint signal), to
+    /// run again where Slurm places it.
+    Requeued,
     /// It still runs: the transition did not go ahead.
     LeftRunning,
 }

@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Give as an nspawn argument to share the host's network namespace instead
+/// of a private one (Slurm's resolver refuses 127.0.0.1 when only lo exists);
+/// such tests must not run two containers at once on the same ports.
+pub const HOST_NETWORK: &str = "--host-network";
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -155,6 +160,8 @@ impl Container {
         for c in &cgroups {
             std::fs::create_dir_all(c).unwrap_or_else(|e| panic!("{}: {e}", c.display()));
         }
+        let host_network = nspawn_args.iter().any(|a| a == HOST_NETWORK);
+        let nspawn_args: Vec<&String> = nspawn_args.iter().filter(|a| *a != HOST_NETWORK).collect();
         let mut cmd = Command::new("systemd-nspawn");
         cmd.args([
             "--register=no",
@@ -163,10 +170,10 @@ impl Container {
             "--volatile=overlay",
             "-b",
             "--console=pipe",
-            // Its own network namespace (with its own loopback), so tests that
-            // run at once never bind or reach each other's ports.
-            "--private-network",
         ])
+        // Its own network namespace (with its own loopback), so tests that
+        // run at once never bind or reach each other's ports.
+        .args((!host_network).then_some("--private-network"))
         .arg(format!("-D{}", root.display()))
         .arg(format!("-M{name}"))
         .arg(format!(

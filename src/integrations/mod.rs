@@ -1,0 +1,8 @@
+//! The world around the machine that a switch tells: the Slurm node this
+//! workstation is, and the user's own `exec` hooks. Each runs programs with
+//! a deadline (`command::run`) and returns plain data; the controller makes
+//! them plan steps. Nothing here speaks D-Bus.
+
+pub mod command;
+pub mod exec;
+pub mod slurm;
