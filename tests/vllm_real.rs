@@ -149,8 +149,10 @@ fn wait_paused(c: &Container) {
 }
 
 fn diagnose(c: &Container) -> String {
-    c.sh("grep . /run/req-*; curl -s -m 2 http://127.0.0.1:8000/is_paused; \
-          systemctl list-units --no-legend 'client-*'; journalctl -u vllm -n 15 --no-pager | cut -c1-200")
+    c.sh("grep . /run/req-*; echo; curl -s -m 2 http://127.0.0.1:8000/is_paused; echo; \
+          curl -s -m 5 http://127.0.0.1:8000/metrics | grep -E '^vllm:num_requests_(running|waiting)'; \
+          systemctl list-units --no-legend --all 'client-*' 'mode-controller*'; cat /run/leave.json; \
+          journalctl -u vllm --no-pager | grep -E 'pause|resume|POST' | tail -20 | cut -c1-200")
         .stdout
 }
 
