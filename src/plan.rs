@@ -31,8 +31,8 @@ pub enum Step {
         unit: String,
         timeout_secs: u64,
     },
-    /// Reopen a vLLM server paused by a drain (rollback only): the
-    /// requests it held go on.
+    /// Reopen a vLLM server paused by a drain, right before it stops (into
+    /// its own graceful stop) or on a rollback: the requests it held go on.
     ResumeVllm {
         unit: String,
     },
@@ -363,15 +363,45 @@ pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
                 _ => None,
             })
             .collect();
-        [
-            drains,
-            budgets(config, to),
-            settle(config, to, [stop_drained, moves].concat()),
-            announce(config, to),
-        ]
-        .concat()
+        reopen_before_stop(
+            config,
+            [
+                drains,
+                budgets(config, to),
+                settle(config, to, [stop_drained, moves].concat()),
+                announce(config, to),
+            ]
+            .concat(),
+        )
     };
     Plan { from, to, steps }
+}
+
+/// A drained vLLM is resumed right before the step that stops it (its own
+/// stop, or compute's target, which it is part of). A paused vLLM holds the
+/// requests that arrived after the door closed without ever answering them,
+/// and stopping it then drops them (the real server answered HTTP 500 or
+/// closed the connection with no answer); resumed a moment before the
+/// SIGTERM they start, and its own graceful stop (`--shutdown-timeout`)
+/// finishes them while refusing newer ones with HTTP 500.
+fn reopen_before_stop(config: &Config, mut steps: Vec<Step>) -> Vec<Step> {
+    let drained: Vec<String> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::DrainVllm { unit, .. } => Some(unit.clone()),
+            _ => None,
+        })
+        .collect();
+    let compute_target = &config.modes.compute.target;
+    for unit in drained {
+        let stop_at = steps
+            .iter()
+            .position(|s| matches!(s, Step::Stop { unit: u } if *u == unit || u == compute_target));
+        if let Some(at) = stop_at {
+            steps.insert(at, Step::ResumeVllm { unit });
+        }
+    }
+    steps
 }
 
 /// `plan` plus a start of each of `missing` (vLLM profile units of `to`
@@ -430,7 +460,7 @@ pub fn plan_clearing(from: ObservedMode, to: Mode, config: &Config, strays: &[St
         });
         drain.into_iter().chain([Step::Stop { unit: unit.clone() }])
     });
-    p.steps = clear.chain(p.steps).collect();
+    p.steps = reopen_before_stop(config, clear.chain(p.steps).collect());
     p
 }
 
@@ -595,6 +625,8 @@ mod tests {
         assert_eq!(
             words(&run(Mode::Compute, Mode::Desktop)),
             [
+                // Reopened into its own graceful stop: what it held starts.
+                "resume-vllm vllm.service",
                 "stop compute.target",
                 "start desktop.target",
                 "start graphical.target",
@@ -758,7 +790,14 @@ mod tests {
             .iter()
             .map(|s| format!("{} {}", s.action(), s.unit()))
             .collect();
-        assert_eq!(actions, ["drain-vllm vllm.service", "stop vllm.service"]);
+        assert_eq!(
+            actions,
+            [
+                "drain-vllm vllm.service",
+                "resume-vllm vllm.service",
+                "stop vllm.service"
+            ]
+        );
         let p = plan_clearing(ObservedMode::Desktop, Mode::Compute, &defaults(), &strays);
         assert_eq!(p, run(Mode::Desktop, Mode::Compute));
     }

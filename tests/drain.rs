@@ -140,15 +140,35 @@ fn vllm_is_paused_then_drained_before_it_stops_once_its_requests_finish() {
     let watcher = c.spawn(
         "for i in $(seq 100); do [ \"$(cat /run/vllm-standin/paused)\" = 1 ] && { echo paused-while-running=$(cat /run/vllm-standin/running); exit; }; sleep 0.02; done",
     );
-    let r = c.mode("request desktop --json");
-    assert_eq!(r.code, 0, "{r:?}");
-    let _ = finisher.wait_with_output();
+    let r = c.spawn("mode request desktop --json > /run/req.json; echo $? > /run/req.code");
     let watched = String::from_utf8_lossy(&watcher.wait_with_output().unwrap().stdout).into_owned();
     assert_eq!(
         watched.trim(),
         "paused-while-running=3",
         "the door closed before the wait"
     );
+    // A request that comes once the door is closed is held, then let go
+    // right before the stop, into vLLM's own graceful stop: answered.
+    let late = client(&c, "late");
+    let _ = r.wait_with_output();
+    let _ = finisher.wait_with_output();
+    let _ = late.wait_with_output();
+    assert_eq!(
+        c.read("/run/req.code").trim(),
+        "0",
+        "{}",
+        c.read("/run/req.json")
+    );
+    assert_eq!(c.read("/run/client-late").trim(), "200", "never dropped");
+    let r = common::Run {
+        code: 0,
+        stdout: c.read("/run/req.json"),
+        stderr: String::new(),
+    };
+    let words = common::step_words(&r.json());
+    let resumed = words.iter().position(|w| w == "resume-vllm vllm.service");
+    let stopped = words.iter().position(|w| w == "stop compute.target");
+    assert!(resumed.is_some() && resumed < stopped, "{words:?}");
     let step = entry(&r.json(), "steps", "action", "drain-vllm");
     let note = step["note"].as_str().unwrap();
     assert!(
