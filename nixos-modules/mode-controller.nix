@@ -545,6 +545,17 @@ in
       '';
     };
 
+    wayBack.enable = lib.mkEnableOption ''
+      the way back from compute: `mode-way-back.service` runs in compute
+      mode and turns Enter held at the seat for two seconds (the
+      `way_back` settings) into a request for desktop, recorded as `input`'';
+
+    notifications.enable = lib.mkEnableOption ''
+      desktop notifications of each switch for the users of the graphical
+      session: the user unit `mode-notify.service` runs `mode notify` in
+      each graphical session (a switch starting, converging, refused with
+      its blocker, or failing)'';
+
     idle = {
       enable = lib.mkEnableOption ''
         idle automation: `mode-idle-check.timer` runs `mode idle-check`
@@ -1009,11 +1020,16 @@ in
       after = [ "dbus.service" ];
       # An isolate elsewhere must not kill a transition in flight.
       unitConfig.IgnoreOnIsolate = true;
+      # A burst of requests must never meet systemd's start rate limit.
+      unitConfig.StartLimitIntervalSec = 0;
       # Nor may nixos-rebuild switch.
       restartIfChanged = false;
       environment.MODE_REQUESTED_BY = "unit";
       serviceConfig = controllerServiceConfig // {
         ExecStart = "${exe} apply %i";
+        # A refusal (exit 3) is an answer, not a failed unit; `mode request`
+        # still exits 3, and real failures stay failed.
+        SuccessExitStatus = "3";
       };
     };
 
@@ -1085,6 +1101,34 @@ in
         OnBootSec = "5min";
         OnUnitActiveSec = cfg.idle.interval;
         AccuracySec = "15s";
+      };
+    };
+
+    systemd.services.mode-way-back = lib.mkIf cfg.wayBack.enable {
+      description = "The way back from compute: a key held at the seat requests desktop";
+      documentation = [ "man:mode(1)" ];
+      partOf = [ "compute.target" ];
+      after = [ "compute.target" ];
+      wantedBy = [ "compute.target" ];
+      restartIfChanged = false;
+      serviceConfig = {
+        ExecStart = "${exe} way-back";
+        ExecStopPost = "${pkgs.coreutils}/bin/rm -f /run/issue.d/50-mode-controller.issue";
+        Restart = "on-failure";
+        RestartSec = 2;
+      };
+    };
+
+    systemd.user.services.mode-notify = lib.mkIf cfg.notifications.enable {
+      description = "Desktop notifications for mode switches";
+      documentation = [ "man:mode(1)" ];
+      partOf = [ "graphical-session.target" ];
+      after = [ "graphical-session.target" ];
+      wantedBy = [ "graphical-session.target" ];
+      serviceConfig = {
+        ExecStart = "${exe} notify";
+        Restart = "on-failure";
+        RestartSec = 5;
       };
     };
 

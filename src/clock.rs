@@ -69,9 +69,10 @@ impl Stamp {
             return None;
         }
         let days = u64::try_from(days_from_civil(i64::from(y), mo, day)).ok()?;
-        Some(Stamp(
-            ((days * 86_400) + h * 3600 + mi * 60 + sec) * 1000 + ms,
-        ))
+        let secs = days
+            .checked_mul(86_400)?
+            .checked_add(h * 3600 + mi * 60 + sec)?;
+        Some(Stamp(secs.checked_mul(1000)?.checked_add(ms)?))
     }
 }
 

@@ -178,7 +178,9 @@ pub fn classify(
     recorded: Option<ObservedMode>,
 ) -> Observation {
     let verdict = |mode, reason: String| (mode, reason);
-    let (mode, reason) = if let Some(holder) = lock {
+    // A lock held by something that is not the controller is no transition
+    // (status names it; requests are busy until it goes).
+    let (mode, reason) = if let Some(holder) = lock.filter(|h| h.controller) {
         verdict(
             ObservedMode::Transitioning,
             format!("a transition holds the lock ({holder})"),
@@ -337,6 +339,8 @@ mod tests {
         let holder = LockHolder {
             pid: Some(7),
             transition_id: Some("t".into()),
+            controller: true,
+            command: None,
         };
         let o = classify(world(&DESKTOP), &defaults(), Some(&holder), None);
         assert_eq!(o.mode, ObservedMode::Transitioning);

@@ -52,6 +52,17 @@ pub enum Step {
     SlurmResume {
         node: String,
     },
+    /// Taint this machine's Kubernetes node (NoSchedule) and label it with
+    /// the mode, then handle its GPU pods by the mode's policy: evict them
+    /// through the Eviction API, wait until they end, or (refuse) none may run.
+    K3sDrain {
+        node: String,
+        policy: Drain,
+    },
+    /// Take the taint away and label the node compute, once compute is reached.
+    K3sResume {
+        node: String,
+    },
     /// A user's executable (`integrations.exec`), run with the transition on stdin.
     Exec {
         name: String,
@@ -80,6 +91,8 @@ impl Step {
             Step::Settle { .. } => "settle",
             Step::SlurmDrain { .. } => "slurm-drain",
             Step::SlurmResume { .. } => "slurm-resume",
+            Step::K3sDrain { .. } => "k3s-drain",
+            Step::K3sResume { .. } => "k3s-resume",
             Step::Exec { .. } => "exec",
         }
     }
@@ -93,7 +106,10 @@ impl Step {
             Step::Check { guard } => guard,
             Step::DrainVllm { unit, .. } | Step::DrainJobs { unit, .. } => unit,
             Step::Settle { unit, .. } => unit,
-            Step::SlurmDrain { node, .. } | Step::SlurmResume { node } => node,
+            Step::SlurmDrain { node, .. }
+            | Step::SlurmResume { node }
+            | Step::K3sDrain { node, .. }
+            | Step::K3sResume { node } => node,
             Step::Exec { name } => name,
         }
     }
@@ -142,6 +158,21 @@ impl Step {
                 }
             },
             Step::SlurmResume { node } => format!("resume the Slurm node {node}"),
+            Step::K3sDrain { node, policy } => match policy.jobs {
+                JobPolicy::Checkpoint => format!(
+                    "taint the Kubernetes node {node} NoSchedule and evict its GPU pods (PodDisruptionBudgets honoured)"
+                ),
+                JobPolicy::Wait => format!(
+                    "taint the Kubernetes node {node} NoSchedule and wait up to {} s for its GPU pods to end",
+                    policy.wait_secs
+                ),
+                JobPolicy::Refuse => format!(
+                    "taint the Kubernetes node {node} NoSchedule (refused before this if a GPU pod runs there)"
+                ),
+            },
+            Step::K3sResume { node } => {
+                format!("take the taint off the Kubernetes node {node} and label it compute")
+            }
             Step::Exec { name } => format!("run the exec step {name} with the transition on stdin"),
             Step::Settle {
                 window_ms, ready, ..
@@ -293,21 +324,42 @@ fn drains(config: &Config, from: Option<Mode>, to: Mode) -> Vec<Step> {
             node,
             policy: drain.clone(),
         });
-    slurm.into_iter().chain(vllm).chain(jobs).collect()
+    let k3s = k3s_node(config)
+        .filter(|_| leaving_compute)
+        .map(|node| Step::K3sDrain {
+            node,
+            policy: drain.clone(),
+        });
+    slurm
+        .into_iter()
+        .chain(k3s)
+        .chain(vllm)
+        .chain(jobs)
+        .collect()
 }
 
-/// The Slurm node, when the integration is on (named by `fit_to_machine`).
+/// The Slurm node, when the integration is on (named by `Context::new`).
 fn slurm_node(config: &Config) -> Option<String> {
     let slurm = config.integrations.slurm.as_ref()?;
     Some(slurm.node.clone().unwrap_or_default())
 }
 
+/// The Kubernetes node, likewise.
+fn k3s_node(config: &Config) -> Option<String> {
+    let k3s = config.integrations.k3s.as_ref()?;
+    Some(k3s.node.clone().unwrap_or_default())
+}
+
 /// After the switch is reached: the scheduler told (entering compute, the
 /// Slurm node takes jobs again), then the user's exec steps for `to`.
 fn announce(config: &Config, to: Mode) -> Vec<Step> {
+    let entering = to == Mode::Compute;
     let resume = slurm_node(config)
-        .filter(|_| to == Mode::Compute)
+        .filter(|_| entering)
         .map(|node| Step::SlurmResume { node });
+    let untaint = k3s_node(config)
+        .filter(|_| entering)
+        .map(|node| Step::K3sResume { node });
     let exec = config
         .integrations
         .exec
@@ -316,7 +368,7 @@ fn announce(config: &Config, to: Mode) -> Vec<Step> {
         .map(|e| Step::Exec {
             name: e.name.clone(),
         });
-    resume.into_iter().chain(exec).collect()
+    resume.into_iter().chain(untaint).chain(exec).collect()
 }
 
 /// The ordered steps that take the machine from `from` to `to`: drains

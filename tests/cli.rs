@@ -75,6 +75,37 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn usage_errors_are_one_line_and_json_under_json() {
+    for args in [
+        &["teleport"][..],
+        &["dry-run", "gaming"],
+        &["request"],
+        &["request", "compute", "--timeout", "0"],
+        &["idle-check", "--max-cpu-pressure", "140"],
+        &["status", "--frobnicate"],
+    ] {
+        let out = mode(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("mode: usage: "), "{err}");
+        let mut json_args = vec!["--json"];
+        json_args.extend_from_slice(args);
+        let out = mode(&json_args);
+        assert_eq!(out.status.code(), Some(2));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&out.stdout)));
+        assert_eq!(doc["exit_code"], 2);
+        assert!(doc["error"].as_str().unwrap().starts_with("usage: "));
+    }
+    let out = mode(&["request"]);
+    assert!(
+        text(&out.stderr).contains("<MODE>"),
+        "names what is missing"
+    );
+}
+
+#[test]
 fn a_non_root_caller_is_refused_before_anything_else() {
     let out = Command::new("setpriv")
         .args([

@@ -129,8 +129,14 @@ fn a_failed_idle_promotion_rolls_back_and_leaves_desktop_desired() {
     assert_eq!(j["transition"]["requested_by"], "idle");
     assert!(r.stderr.contains("rolled back to desktop"), "{}", r.stderr);
     assert_eq!(c.mode("current").stdout.trim(), "desktop");
-    assert_eq!(c.read("/run/mode-controller/desired"), "desktop\n");
-    assert_eq!(c.read("/var/lib/mode-controller/desired"), "desktop\n");
+    assert_eq!(c.mode("desired").stdout, "desktop\n");
+    // Exactly as before the request: nothing was desired, in either place.
+    for kept in [
+        "/run/mode-controller/desired",
+        "/var/lib/mode-controller/desired",
+    ] {
+        assert_ne!(c.sh(&format!("test -e {kept}")).code, 0, "{kept} written");
+    }
 }
 
 #[test]

@@ -204,3 +204,53 @@ fn without_a_display_manager_a_tty_login_running_sway_blocks_compute_and_desktop
     let r = c.mode("boot");
     assert_eq!(r.code, 0, "{r:?}");
 }
+
+/// Run `script` as alice in her sway session's environment, with the
+/// session bus at /run/user/1000/test-bus.
+fn as_alice(script: &str) -> String {
+    format!(
+        "exec setpriv --reuid=1000 --regid=1000 --init-groups env HOME=/home/alice XDG_RUNTIME_DIR=/run/user/1000 \
+         WAYLAND_DISPLAY=wayland-1 DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/1000/test-bus sh -c '{script}'"
+    )
+}
+
+#[test]
+fn mode_notify_shows_a_refusal_and_a_switch_through_a_real_notification_daemon() {
+    let c = boot_desktop();
+    alice_session(&c);
+    c.wait_for("ls /run/user/1000 | grep -c '^wayland-1$' || true", "1", 20);
+    let r = c.sh(&as_alice(
+        "dbus-daemon --session --address=$DBUS_SESSION_BUS_ADDRESS --fork",
+    ));
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut mako = c.spawn(&as_alice("exec mako"));
+    c.wait_for(
+        &as_alice("makoctl list >/dev/null 2>&1 && echo up || echo down"),
+        "up",
+        20,
+    );
+    let mut notify = c.spawn(&as_alice("exec mode notify"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    // alice is in sway: compute is refused, and she is told why.
+    assert_eq!(c.mode("request compute").code, 3);
+    c.wait_for(
+        &as_alice("makoctl list | grep -c \"compute refused\" || true"),
+        "1",
+        10,
+    );
+    let list = c.sh(&as_alice("makoctl list")).stdout;
+    assert!(list.contains("graphical_session_absent"), "{list}");
+
+    // A switch that converges replaces that bubble with its outcome.
+    assert_eq!(c.mode("request studio-local").code, 0);
+    c.wait_for(
+        &as_alice("makoctl list | grep -c \"Now in studio-local\" || true"),
+        "1",
+        10,
+    );
+    for child in [&mut notify, &mut mako] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

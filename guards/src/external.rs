@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -42,11 +42,16 @@ impl Guard for ExternalGuard {
 
     /// Longer than our own kill deadline, so the kill (not the runner) ends it.
     fn timeout(&self) -> Duration {
-        self.limit() + Duration::from_secs(2)
+        self.limit().saturating_add(Duration::from_secs(2))
     }
 
     fn check(&self, facts: &Facts) -> Verdict {
         let path = self.settings.path.display().to_string();
+        if rustix::process::geteuid().is_root() {
+            if let Err(why) = crate::check_trusted(&self.settings.path) {
+                return Verdict::error(format!("refusing to run it: {why}"));
+            }
+        }
         let mut child = match Command::new(&self.settings.path)
             .args(&self.settings.args)
             .env("MODE_TARGET", &facts.target_mode)
@@ -101,12 +106,12 @@ fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
 /// `Ok(None)` when the deadline passed: the whole process group is killed
 /// and the child reaped.
 fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::io::Result<Option<ExitStatus>> {
-    let deadline = Instant::now() + limit;
+    let deadline = crate::Deadline::after(limit);
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(Some(status));
         }
-        if Instant::now() >= deadline {
+        if deadline.passed() {
             // Not reaped yet, so the group id cannot have been reused.
             kill_group(child.id());
             let _ = child.kill();

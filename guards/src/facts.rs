@@ -149,16 +149,33 @@ pub struct Facts {
     pub capability_placement: serde_json::Value,
     /// The Slurm jobs holding this node, or why Slurm could not be asked;
     /// `None` without the Slurm integration.
-    pub slurm_jobs: Option<Result<Vec<SlurmJob>, String>>,
+    pub slurm_jobs: Option<Result<Vec<ScheduledWork>, String>>,
+    /// The GPU pods on this node, likewise for the Kubernetes integration.
+    pub k3s_pods: Option<Result<Vec<ScheduledWork>, String>>,
 }
 
-/// A Slurm job on this node, as `squeue --json` lists it.
+/// Work a cluster scheduler placed on this node: a Slurm job (`id` its job
+/// id, `owner` its user) or a pod (`id` namespace/name, `owner` its namespace).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SlurmJob {
-    pub id: u64,
+pub struct ScheduledWork {
+    pub id: String,
     pub name: String,
-    pub user: String,
+    pub owner: String,
     pub state: String,
+}
+
+impl ScheduledWork {
+    /// `job 12 (train-x) of alice, RUNNING`
+    pub fn words(&self) -> String {
+        if self.id == self.name {
+            format!("pod {} of {}, {}", self.id, self.owner, self.state)
+        } else {
+            format!(
+                "job {} ({}) of {}, {}",
+                self.id, self.name, self.owner, self.state
+            )
+        }
+    }
 }
 
 impl Facts {
@@ -172,6 +189,7 @@ impl Facts {
             unit_states: Vec::new(),
             capability_placement: serde_json::Value::Null,
             slurm_jobs: None,
+            k3s_pods: None,
         }
     }
 

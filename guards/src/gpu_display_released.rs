@@ -159,7 +159,7 @@ impl GpuDisplayReleased {
                     verdict
                 };
             }
-            if waited + interval > timeout {
+            if waited.saturating_add(interval) > timeout {
                 return Verdict {
                     reason: format!(
                         "still not released after {:.1} s: {}",
@@ -365,7 +365,9 @@ impl Guard for GpuDisplayReleased {
 
     fn timeout(&self) -> Duration {
         match self.wait {
-            Some((timeout, interval)) => timeout + interval + Duration::from_secs(5),
+            Some((timeout, interval)) => timeout
+                .saturating_add(interval)
+                .saturating_add(Duration::from_secs(5)),
             None => Duration::from_secs(5),
         }
     }

@@ -5,6 +5,7 @@
 mod advice;
 mod audio_idle;
 mod cpu_load_safe;
+mod deadline;
 mod external;
 mod facts;
 mod gpu_display_released;
@@ -15,19 +16,21 @@ mod registry;
 mod report;
 mod roots;
 mod run;
+mod scheduled_work_safe;
 mod settings;
-mod slurm_jobs_safe;
 mod studio_capability_local;
 mod target_reachable;
+mod trust;
 mod user_jobs_safe;
 mod vllm_drainable;
 
 pub use advice::advice;
 pub use audio_idle::{read_audio, AudioClient, AudioIdle, AudioReading};
 pub use cpu_load_safe::CpuLoadSafe;
+pub use deadline::{secs_and_ms, Deadline};
 pub use external::ExternalGuard;
 pub use facts::{
-    Facts, SessionInfo, SliceProcess, SliceUnit, SlurmJob, UnitState, GRAPHICAL_TYPES,
+    Facts, ScheduledWork, SessionInfo, SliceProcess, SliceUnit, UnitState, GRAPHICAL_TYPES,
 };
 pub use gpu_display_released::{
     resolve_display, DisplayGpu, DisplayGpuUse, GpuDisplayReleased, GpuHolder, UnknownHolder,
@@ -38,13 +41,16 @@ pub use registry::{builtin, external, gpu_release_verification, BUILTIN_GUARDS};
 pub use report::{GuardReport, GuardResult, Outcome, Severity, Verdict};
 pub use roots::Roots;
 pub use run::evaluate_all;
+pub use scheduled_work_safe::{ScheduledWorkSafe, Scheduler};
+pub use settings::within;
 pub use settings::{
     AiSliceSettings, AudioSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings,
     GuardSettings, MemorySettings, ScanMethod, SessionSettings, SettingsError, VllmSettings,
+    MAX_EXTERNAL_SECS, MAX_INTERVAL_MS, MAX_MIB, MAX_WAIT_SECS,
 };
-pub use slurm_jobs_safe::SlurmJobsSafe;
 pub use studio_capability_local::StudioCapabilityLocal;
 pub use target_reachable::TargetReachable;
+pub use trust::check_trusted;
 pub use user_jobs_safe::UserJobsSafe;
 pub use vllm_drainable::{Queue, QueueWait, VllmDrainable};
 

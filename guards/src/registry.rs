@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use crate::{
     AudioIdle, CpuLoadSafe, ExternalGuard, GpuDisplayReleased, GraphicalSessionAbsent, Guard,
-    GuardSettings, MemoryHeadroom, Roots, SlurmJobsSafe, StudioCapabilityLocal, TargetReachable,
-    UserJobsSafe, VllmDrainable,
+    GuardSettings, MemoryHeadroom, Roots, ScheduledWorkSafe, Scheduler, StudioCapabilityLocal,
+    TargetReachable, UserJobsSafe, VllmDrainable,
 };
 
 /// The names of the built-in guards (contract.md).
-pub const BUILTIN_GUARDS: [&str; 10] = [
+pub const BUILTIN_GUARDS: [&str; 11] = [
     "graphical_session_absent",
     "gpu_display_released",
     "audio_idle",
@@ -22,6 +22,7 @@ pub const BUILTIN_GUARDS: [&str; 10] = [
     "target_reachable",
     "studio_capability_local",
     "slurm_jobs_safe",
+    "k3s_gpu_pods_safe",
 ];
 
 /// The built-in guard called `name`, or `None` for an unknown name.
@@ -36,7 +37,8 @@ pub fn builtin(name: &str, settings: &GuardSettings, roots: &Roots) -> Option<Ar
         "user_jobs_safe" => Arc::new(UserJobsSafe::new(&settings.ai_slice)),
         "vllm_drainable" => Arc::new(VllmDrainable::new(&settings.vllm)),
         "studio_capability_local" => Arc::new(StudioCapabilityLocal),
-        "slurm_jobs_safe" => Arc::new(SlurmJobsSafe),
+        "slurm_jobs_safe" => Arc::new(ScheduledWorkSafe::new(Scheduler::Slurm)),
+        "k3s_gpu_pods_safe" => Arc::new(ScheduledWorkSafe::new(Scheduler::K3s)),
         _ => return None,
     };
     Some(guard)

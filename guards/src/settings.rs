@@ -302,6 +302,27 @@ pub struct SettingsError {
     pub message: String,
 }
 
+/// The longest wait any setting may ask for (a day): longer is a typo, and
+/// bounding it here keeps every deadline computed from it far from overflow.
+pub const MAX_WAIT_SECS: u64 = 86_400;
+/// The longest interval or single-request timeout, in milliseconds (a minute).
+pub const MAX_INTERVAL_MS: u64 = 60_000;
+/// The longest an external guard may run (an hour).
+pub const MAX_EXTERNAL_SECS: u64 = 3_600;
+/// The largest memory floor (1 PiB, in MiB).
+pub const MAX_MIB: u64 = 1 << 30;
+
+/// `Ok` when `min <= value <= max`; the message names the allowed range.
+pub fn within(value: u64, min: u64, max: u64, unit: &str) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value} {unit} is out of range: use {min} to {max} {unit}"
+        ))
+    }
+}
+
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> SettingsError {
     SettingsError {
         field: field.into(),
@@ -335,8 +356,61 @@ impl GuardSettings {
         if !self.gpu.nvml_library.is_absolute() {
             errors.push(invalid("gpu.nvml_library", "must be an absolute path"));
         }
-        if self.gpu.poll_interval_ms == 0 {
-            errors.push(invalid("gpu.poll_interval_ms", "must be at least 1"));
+        let mut bounded = |field: String, value: u64, min: u64, max: u64, unit: &str| {
+            if let Err(message) = within(value, min, max, unit) {
+                errors.push(invalid(field, message));
+            }
+        };
+        bounded(
+            "gpu.release_timeout_secs".into(),
+            self.gpu.release_timeout_secs,
+            0,
+            MAX_WAIT_SECS,
+            "s",
+        );
+        bounded(
+            "gpu.poll_interval_ms".into(),
+            self.gpu.poll_interval_ms,
+            1,
+            MAX_INTERVAL_MS,
+            "ms",
+        );
+        bounded(
+            "memory.min_available_mib".into(),
+            self.memory.min_available_mib,
+            0,
+            MAX_MIB,
+            "MiB",
+        );
+        bounded(
+            "vllm.scrape_interval_ms".into(),
+            self.vllm.scrape_interval_ms,
+            1,
+            MAX_INTERVAL_MS,
+            "ms",
+        );
+        bounded(
+            "vllm.drain_wait_secs".into(),
+            self.vllm.drain_wait_secs,
+            0,
+            MAX_WAIT_SECS,
+            "s",
+        );
+        bounded(
+            "vllm.request_timeout_ms".into(),
+            self.vllm.request_timeout_ms,
+            1,
+            MAX_INTERVAL_MS,
+            "ms",
+        );
+        for (i, e) in self.external.iter().enumerate() {
+            bounded(
+                format!("external[{i}].timeout_secs"),
+                e.timeout_secs,
+                1,
+                MAX_EXTERNAL_SECS,
+                "s",
+            );
         }
         for (field, value) in [
             ("memory.max_pressure_avg10", self.memory.max_pressure_avg10),
@@ -370,9 +444,6 @@ impl GuardSettings {
         if let Err(e) = crate::probe::http::HttpUrl::parse(&self.vllm.endpoint) {
             errors.push(invalid("vllm.endpoint", e.to_string()));
         }
-        if self.vllm.request_timeout_ms == 0 {
-            errors.push(invalid("vllm.request_timeout_ms", "must be at least 1"));
-        }
         let mut seen = std::collections::BTreeSet::new();
         for (i, e) in self.external.iter().enumerate() {
             let at = format!("external[{i}]");
@@ -399,9 +470,6 @@ impl GuardSettings {
             }
             if !e.path.is_absolute() {
                 errors.push(invalid(format!("{at}.path"), "must be an absolute path"));
-            }
-            if e.timeout_secs == 0 {
-                errors.push(invalid(format!("{at}.timeout_secs"), "must be at least 1"));
             }
         }
         if errors.is_empty() {
@@ -477,12 +545,60 @@ mod tests {
             fields,
             [
                 "gpu.display_gpu",
+                "external[1].timeout_secs",
                 "vllm.endpoint",
                 "external[0].name",
                 "external[0].path",
-                "external[1].timeout_secs"
             ]
         );
+    }
+
+    #[test]
+    fn every_duration_is_bounded_with_its_field_named() {
+        for (json, field) in [
+            (
+                r#"{"gpu": {"release_timeout_secs": 18446744073709551615}}"#,
+                "gpu.release_timeout_secs",
+            ),
+            (
+                r#"{"gpu": {"poll_interval_ms": 0}}"#,
+                "gpu.poll_interval_ms",
+            ),
+            (
+                r#"{"vllm": {"drain_wait_secs": 86401}}"#,
+                "vllm.drain_wait_secs",
+            ),
+            (
+                r#"{"vllm": {"scrape_interval_ms": 18446744073709551615}}"#,
+                "vllm.scrape_interval_ms",
+            ),
+            (
+                r#"{"vllm": {"request_timeout_ms": 60001}}"#,
+                "vllm.request_timeout_ms",
+            ),
+            (
+                r#"{"memory": {"min_available_mib": 18446744073709551615}}"#,
+                "memory.min_available_mib",
+            ),
+            (
+                r#"{"external": [{"name": "x", "path": "/x", "timeout_secs": 18446744073709551615}]}"#,
+                "external[0].timeout_secs",
+            ),
+        ] {
+            let s: GuardSettings = serde_json::from_str(json).unwrap();
+            let errors = s.validate().unwrap_err();
+            assert_eq!(errors.len(), 1, "{json}: {errors:?}");
+            assert_eq!(errors[0].field, field);
+            assert!(
+                errors[0].message.contains("out of range"),
+                "{}",
+                errors[0].message
+            );
+        }
+        let mut top = GuardSettings::default();
+        top.gpu.release_timeout_secs = MAX_WAIT_SECS;
+        top.vllm.drain_wait_secs = MAX_WAIT_SECS;
+        assert_eq!(top.validate(), Ok(()), "the bounds themselves are allowed");
     }
 
     #[test]

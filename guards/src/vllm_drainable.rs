@@ -3,7 +3,7 @@
 //! Unreachable while its unit is active is an error; not active is skipped.
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -100,10 +100,12 @@ impl Guard for VllmDrainable {
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs(self.settings.drain_wait_secs)
-            + Duration::from_millis(2 * self.settings.scrape_interval_ms)
-            + 3 * self.request_timeout()
-            + Duration::from_secs(2)
+        crate::secs_and_ms(
+            self.settings.drain_wait_secs,
+            self.settings.scrape_interval_ms.saturating_mul(2),
+        )
+        .saturating_add(self.request_timeout().saturating_mul(3))
+        .saturating_add(Duration::from_secs(2))
     }
 
     fn check(&self, facts: &Facts) -> Verdict {
@@ -168,7 +170,7 @@ impl VllmDrainable {
         }
 
         let interval = Duration::from_millis(self.settings.scrape_interval_ms);
-        let deadline = Instant::now() + Duration::from_secs(self.settings.drain_wait_secs);
+        let deadline = crate::Deadline::after(Duration::from_secs(self.settings.drain_wait_secs));
         let mut empty_in_a_row = 0;
         let mut scrapes = 0;
         loop {
@@ -201,7 +203,7 @@ impl VllmDrainable {
                 }
             } else {
                 empty_in_a_row = 0;
-                if Instant::now() >= deadline {
+                if deadline.passed() {
                     return Verdict::fail(
                         format!(
                             "vLLM still has {} running and {} waiting requests{}",

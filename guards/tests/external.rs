@@ -271,3 +271,42 @@ fn no_backup_running_passes_when_the_named_programs_are_absent() {
     let v = run_example("no-backup-running", dir.path(), &["borg", "restic"]);
     assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
 }
+
+#[test]
+fn a_guard_writable_by_another_user_is_refused_and_never_run() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix_is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let guard = script(
+        dir.path(),
+        "site-ok",
+        &format!("touch {}; exit 0", ran.display()),
+    );
+    std::fs::set_permissions(&guard, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let v = run(&guard, &[], 5);
+    assert_eq!(v.outcome, Outcome::Error, "{}", v.reason);
+    assert!(
+        v.reason.contains("refusing to run it")
+            && v.reason.contains("writable by users other than root"),
+        "{}",
+        v.reason
+    );
+    assert!(!ran.exists(), "it was not run");
+    std::fs::set_permissions(&guard, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&guard, Some(65534), Some(65534)).unwrap();
+    let v = run(&guard, &[], 5);
+    assert!(v.reason.contains("owned by uid 65534"), "{}", v.reason);
+    assert!(!ran.exists(), "nor when owned by nobody");
+}
+
+fn rustix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        .unwrap_or(false)
+}

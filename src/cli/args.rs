@@ -46,8 +46,8 @@ pub enum Command {
         /// Return once the transition is queued.
         #[arg(long)]
         no_wait: bool,
-        /// Seconds to wait before giving up (exit 8; the switch may still finish).
-        #[arg(long)]
+        /// Seconds to wait before giving up (exit 8; the switch may still finish), 1 to 86400.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         timeout: Option<u64>,
     },
     /// Run the transition to MODE in this process (root; what the unit runs).
@@ -66,8 +66,21 @@ pub enum Command {
         #[arg(long, env = "MODE_BOOT_MODE")]
         boot_mode: Option<crate::config::BootMode>,
     },
+    /// The way back from compute (root; what mode-way-back.service runs in
+    /// compute): a key held at the seat (way_back.key for way_back.hold_ms)
+    /// requests desktop, recorded as "input", unless a hard guard would refuse.
+    WayBack,
     /// Desired, recorded and observed mode with evidence, last transition, blockers.
     Status,
+    /// Print the state now, then a line at every change (a switch starting,
+    /// its outcome, a unit stopped by hand); with --json one JSON object a
+    /// line, with the `text`, `alt`, `class` and `tooltip` a waybar custom
+    /// module reads. Anyone may run it; it costs nothing while nothing changes.
+    Watch,
+    /// Follow the state like `watch` and show a desktop notification when a
+    /// switch starts, converges, is refused (with the blocker) or fails; run
+    /// by the user in their graphical session (mode-notify.service, a user unit).
+    Notify,
     /// The observed mode: one of desktop, studio-local, compute, transitioning, failed-transition.
     Current,
     /// The desired mode (the configured default when none was requested).
@@ -102,7 +115,7 @@ pub struct IdleCheckArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Idle seconds needed before compute is requested (overrides idle.threshold_secs).
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
     pub threshold: Option<u64>,
     /// Directory of the input devices whose event* timestamps count as activity.
     #[arg(long, value_name = "DIR")]
@@ -125,4 +138,16 @@ pub enum ConfigCommand {
     Check { file: PathBuf },
     /// Print the built-in default configuration.
     Defaults,
+}
+
+/// The mode words as clap's choices, so `--help` lists them and the shell
+/// completions offer them.
+impl clap::ValueEnum for Mode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Mode::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.word()))
+    }
 }

@@ -45,7 +45,7 @@ fn outcome_code(outcome: TransitionOutcome) -> u8 {
     match outcome {
         TransitionOutcome::Converged | TransitionOutcome::Noop => 0,
         TransitionOutcome::Refused => 3,
-        TransitionOutcome::Failed => 4,
+        TransitionOutcome::Failed | TransitionOutcome::InProgress => 4,
     }
 }
 
@@ -56,6 +56,24 @@ fn transition_output(record: &TransitionRecord, ctx: &Context) -> Output {
         json: serde_json::to_value(record).unwrap_or_default(),
         code: outcome_code(record.outcome),
         error,
+    }
+}
+
+/// A finished transition as output; one that ran but could not be fully
+/// recorded shows its outcome with the exit code of the write failure.
+fn recorded(result: Result<TransitionRecord, Error>, ctx: &Context) -> Result<Output, Error> {
+    match result {
+        Ok(record) => Ok(transition_output(&record, ctx)),
+        Err(e @ Error::Unrecorded { .. }) => {
+            let Error::Unrecorded { record, .. } = &e else {
+                return Err(e);
+            };
+            let mut out = transition_output(record, ctx);
+            out.code = e.exit_code();
+            out.error = Some(e.to_string());
+            Ok(out)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -87,20 +105,32 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
                 RequestOutcome::Finished {
                     record: Some(r),
                     exit,
+                    why,
                 } => {
                     let mut out = transition_output(&r, ctx);
+                    if exit != out.code || why.is_some() {
+                        out.error = why.or(out.error).or_else(|| {
+                            Some(format!(
+                                "the transition to {} {}, but recording it failed: {}",
+                                r.to,
+                                r.outcome.word(),
+                                r.record_error.clone().unwrap_or_else(|| format!(
+                                    "see `journalctl -u mode-controller@{mode}.service`"
+                                ))
+                            ))
+                        });
+                    }
                     out.code = exit;
                     Ok(out)
                 }
-                RequestOutcome::Finished { record: None, exit } => {
-                    let why = match exit {
-                        5 => "busy: another transition held the lock; try again when `mode status` no longer shows it"
-                            .to_string(),
-                        _ => format!(
-                            "the transition unit exited with code {exit} without recording a transition; see `journalctl -u mode-controller@{}.service`",
-                            mode
-                        ),
-                    };
+                RequestOutcome::Finished {
+                    record: None,
+                    exit,
+                    why,
+                } => {
+                    let why = why.unwrap_or_else(|| {
+                        format!("the transition unit exited with code {exit}; see `journalctl -u mode-controller@{mode}.service`")
+                    });
                     Ok(Output {
                         text: String::new(),
                         json: serde_json::json!({"error": why, "exit_code": exit}),
@@ -111,14 +141,14 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
             }
         }
         Command::Apply { mode } => {
-            let record = controller::apply(ctx, &bus, *mode, &caller).await?;
-            Ok(transition_output(&record, ctx))
+            recorded(controller::apply(ctx, &bus, *mode, &caller).await, ctx)
         }
         Command::IdleCheck(args) => automation::idle_check(ctx, &bus, args).await,
         Command::Boot { boot_mode } => automation::boot(ctx, &bus, *boot_mode).await,
-        Command::Reconcile => match controller::reconcile(ctx, &bus).await? {
-            Some(record) => Ok(transition_output(&record, ctx)),
-            None => Ok(Output::ok(
+        Command::Reconcile => match controller::reconcile(ctx, &bus).await {
+            Ok(Some(record)) => Ok(transition_output(&record, ctx)),
+            Err(e) => recorded(Err(e), ctx),
+            Ok(None) => Ok(Output::ok(
                 "already converged: nothing to do\n".into(),
                 &serde_json::json!({"outcome": "noop"}),
             )),
@@ -133,6 +163,50 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
                 ));
             }
             Ok(out)
+        }
+        Command::WayBack => {
+            crate::idle::wayback::run::way_back(ctx, &bus).await?;
+            Ok(Output::ok(String::new(), &serde_json::Value::Null))
+        }
+        Command::Watch => {
+            let json = cli.json;
+            controller::watch(ctx, &bus, async |s| {
+                let line = if json {
+                    render::watch_json(s).to_string()
+                } else {
+                    render::watch_line(s)
+                };
+                let mut out = std::io::stdout().lock();
+                // A reader that went away (a status bar restarted) ends the watch.
+                writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+            })
+            .await?;
+            Ok(Output::ok(String::new(), &serde_json::Value::Null))
+        }
+        Command::Notify => {
+            let mut notifier = crate::systemd::Notifier::connect().await?;
+            let mut last: Option<controller::Snapshot> = None;
+            let mut failure = None;
+            controller::watch(ctx, &bus, async |s| {
+                let news = last.as_ref().and_then(|l| controller::news(l, s));
+                last = Some(s.clone());
+                let Some((summary, body, urgent)) = news else {
+                    return true;
+                };
+                // The notification service gone (the session ending) ends this too.
+                match notifier.notify(&summary, &body, urgent).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            })
+            .await?;
+            match failure {
+                Some(e) => Err(e.into()),
+                None => Ok(Output::ok(String::new(), &serde_json::Value::Null)),
+            }
         }
         Command::Current => {
             let lock = ctx.state.lock_holder();
@@ -235,6 +309,7 @@ fn mutating(c: &Command) -> Option<String> {
         Command::Apply { mode } => Some(format!("apply {mode}")),
         Command::Reconcile => Some("reconcile".into()),
         Command::Boot { .. } => Some("boot".into()),
+        Command::WayBack => Some("way-back".into()),
         _ => None,
     }
 }
@@ -270,9 +345,47 @@ fn execute(cli: &Cli) -> Result<Output, Error> {
     runtime()?.block_on(run_async(cli, &mut ctx))
 }
 
+/// A usage error as the contract has every error: one line on stderr (and
+/// one JSON document on stdout under `--json`), exit 2. Help and version
+/// print as clap renders them.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    let line = usage_line(&e.render().to_string());
+    if std::env::args().any(|a| a == "--json") {
+        println!("{}", serde_json::json!({"error": line, "exit_code": 2}));
+    }
+    eprintln!("mode: {line}");
+    ExitCode::from(2)
+}
+
+/// clap's several lines, as one: what is wrong, then where to look.
+fn usage_line(rendered: &str) -> String {
+    let what: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let what = what.join(" ");
+    let what = what.strip_prefix("error: ").unwrap_or(&what);
+    format!("usage: {what}; see `mode --help`")
+}
+
 /// Run the command line and return the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let out = execute(&cli).unwrap_or_else(|e| {
         let line = e.to_string();
         Output {

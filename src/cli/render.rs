@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use mode_guards::{advice, GuardResult, Outcome};
 
-use crate::controller::{DryRun, Status};
+use crate::controller::{DryRun, Snapshot, Status};
 use crate::mode::Mode;
 use crate::observe::Observation;
 use crate::state::{TransitionOutcome, TransitionRecord};
@@ -144,10 +144,7 @@ pub fn transition(t: &TransitionRecord, state_dir: &std::path::Path) -> (String,
             );
         }
         for w in &s.warnings {
-            let _ = writeln!(
-                out,
-                "         warning: {w} (not part of the mode; left as it is)"
-            );
+            let _ = writeln!(out, "         warning: {w}");
         }
     }
     for g in t.guards.iter().filter(|g| g.outcome != Outcome::Pass) {
@@ -183,6 +180,12 @@ pub fn transition(t: &TransitionRecord, state_dir: &std::path::Path) -> (String,
                 record.display()
             ))
         }
+        TransitionOutcome::InProgress => Some(format!(
+            "transition {} to {} did not finish ({} steps done); `sudo mode reconcile` completes its record and converges",
+            t.id,
+            t.to,
+            t.steps.len()
+        )),
     };
     (out, err)
 }
@@ -279,4 +282,45 @@ pub fn explain(o: &Observation, dry: Option<&DryRun>) -> String {
         );
     }
     out
+}
+
+/// One `mode watch` line in words.
+pub fn watch_line(s: &Snapshot) -> String {
+    let mut line = format!("{} ({})", s.observed, s.reason);
+    if let Some(d) = s.desired {
+        line.push_str(&format!("; desired {d}"));
+    }
+    if let Some(t) = &s.transition {
+        line.push_str(&format!(
+            "; last {} {} -> {} ({})",
+            t.outcome, t.from, t.to, t.id
+        ));
+    }
+    for b in &s.blockers {
+        line.push_str(&format!("; blocked: {b}"));
+    }
+    for d in &s.drift {
+        line.push_str(&format!("; drift: {d}"));
+    }
+    line
+}
+
+/// One `mode watch --json` line: the snapshot plus the fields a waybar
+/// custom module with `return-type: json` reads (a CSS class per mode).
+pub fn watch_json(s: &Snapshot) -> serde_json::Value {
+    let mut doc = serde_json::to_value(s).unwrap_or_default();
+    let word = s.observed.word();
+    let class = if s.drift.is_empty() {
+        serde_json::json!(word)
+    } else {
+        serde_json::json!([word, "drift"])
+    };
+    let tooltip = watch_line(s);
+    if let Some(o) = doc.as_object_mut() {
+        o.insert("text".into(), word.into());
+        o.insert("alt".into(), word.into());
+        o.insert("class".into(), class);
+        o.insert("tooltip".into(), tooltip.into());
+    }
+    doc
 }

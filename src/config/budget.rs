@@ -118,14 +118,17 @@ fn parse_bytes(s: &str) -> Result<Bytes, String> {
         .ok_or_else(|| format!("'{s}' is not a size: use bytes, a K/M/G/T suffix, or \"infinity\""))
 }
 
+/// The largest CPU quota: 1024 CPUs' worth.
+const MAX_QUOTA_PERCENT: u64 = 102_400;
+
 fn parse_quota(s: &str) -> Result<CpuQuota, String> {
     s.strip_suffix('%')
         .and_then(|p| p.trim().parse::<u64>().ok())
-        .filter(|p| *p > 0)
+        .filter(|p| *p > 0 && *p <= MAX_QUOTA_PERCENT)
         .map(|p| CpuQuota {
             usec_per_sec: p * 10_000,
         })
-        .ok_or_else(|| format!("'{s}' is not a CPU quota: use a percentage such as \"200%\""))
+        .ok_or_else(|| format!("'{s}' is not a CPU quota: use a percentage from 1% to {MAX_QUOTA_PERCENT}%, such as \"200%\""))
 }
 
 fn parse_cpuset(s: &str) -> Result<CpuSet, String> {

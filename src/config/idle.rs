@@ -1,6 +1,8 @@
-//! The configuration of the two automatic paths into a mode: idle automation
+//! The configuration of the automatic paths into a mode: idle automation
 //! (`idle`: when `mode idle-check` may turn an unattended desktop into a
-//! compute node) and the boot policy (`boot_mode`: which mode boot restores).
+//! compute node), the way back (`way_back`: which held key at the seat
+//! brings the desktop back from compute) and the boot policy (`boot_mode`:
+//! which mode boot restores).
 
 use std::path::PathBuf;
 
@@ -31,15 +33,14 @@ impl Default for IdleConfig {
     }
 }
 
+/// The longest idle threshold (30 days).
+pub const MAX_THRESHOLD_SECS: u64 = 30 * 86_400;
+
 impl IdleConfig {
     /// `(field, message)` for the first unusable value.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if self.threshold_secs == 0 {
-            return Err((
-                "idle.threshold_secs".into(),
-                "must be at least 1 second".into(),
-            ));
-        }
+        mode_guards::within(self.threshold_secs, 1, MAX_THRESHOLD_SECS, "s")
+            .map_err(|m| ("idle.threshold_secs".to_string(), m))?;
         if let Some(dir) = &self.input_devices {
             if !dir.is_absolute() {
                 return Err((
@@ -128,5 +129,68 @@ mod tests {
             .parse::<BootMode>()
             .unwrap_err()
             .contains("default or last"));
+    }
+}
+
+/// `way_back`: the deliberate input at the local seat that, in compute
+/// mode, requests the desktop (`mode way-back`, run by mode-way-back.service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WayBackConfig {
+    /// The Linux key code to hold (28: Enter; see linux/input-event-codes.h).
+    pub key: u16,
+    /// How long it must be held, so a bump does not end a training run.
+    pub hold_ms: u64,
+    /// The evdev devices read: a directory of `event*` nodes, or one node.
+    pub devices: PathBuf,
+    /// Written for the console in compute mode (agetty shows /run/issue.d);
+    /// `null`: says which key to hold, and how long.
+    pub console_message: Option<String>,
+}
+
+impl Default for WayBackConfig {
+    fn default() -> Self {
+        Self {
+            key: 28,
+            hold_ms: 2000,
+            devices: PathBuf::from("/dev/input"),
+            console_message: None,
+        }
+    }
+}
+
+impl WayBackConfig {
+    /// What the console says in compute mode.
+    pub fn message(&self) -> String {
+        if let Some(m) = &self.console_message {
+            return m.clone();
+        }
+        let key = match self.key {
+            28 => "Enter".to_string(),
+            57 => "Space".to_string(),
+            1 => "Escape".to_string(),
+            other => format!("the key with code {other}"),
+        };
+        let secs = self.hold_ms as f64 / 1000.0;
+        format!("This machine is a compute node: hold {key} for {secs} s to get the desktop back.")
+    }
+
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if !(500..=30_000).contains(&self.hold_ms) {
+            return Err((
+                "way_back.hold_ms".into(),
+                format!("{} is out of range: between 500 and 30000", self.hold_ms),
+            ));
+        }
+        if self.key == 0 || self.key > 0x2ff {
+            return Err((
+                "way_back.key".into(),
+                format!("{} is not a key code", self.key),
+            ));
+        }
+        if !self.devices.is_absolute() {
+            return Err(("way_back.devices".into(), "must be an absolute path".into()));
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The schedulers and hooks around the machine that a switch tells: Slurm
 //! (the node drained when the machine leaves compute, resumed when it
-//! enters it) and `exec` steps, root-owned executables run with the
+//! enters it), Kubernetes (k3s: the node tainted and labelled, its GPU pods
+//! evicted through the Eviction API) and `exec` steps, root-owned executables run with the
 //! transition as JSON on stdin. Each becomes a step of the plan.
 
 use std::path::PathBuf;
@@ -17,6 +18,8 @@ pub const MAX_COMMAND_SECS: u64 = 600;
 pub struct Integrations {
     /// The Slurm node this machine is; `null` (the default) leaves Slurm out.
     pub slurm: Option<SlurmIntegration>,
+    /// The Kubernetes (k3s) node this machine is; `null` leaves it out.
+    pub k3s: Option<K3sIntegration>,
     /// Executables run as the last steps of a switch into their modes.
     pub exec: Vec<ExecIntegration>,
 }
@@ -54,6 +57,46 @@ impl Default for SlurmIntegration {
     }
 }
 
+/// The Kubernetes node, reached through the API server on plain HTTP on
+/// loopback: `kubectl proxy` (run with the node's kubeconfig by
+/// `mode-kube-proxy.service`) adds the credentials and TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct K3sIntegration {
+    /// The node's name; `null`: this machine's host name (k3s's default).
+    pub node: Option<String>,
+    /// `http://host:port` of the API (through `kubectl proxy`).
+    pub api: String,
+    /// The extended resource that makes a pod a GPU pod.
+    pub gpu_resource: String,
+    /// A label selector (`app=trainer,tier!=platform`): when set, the pods
+    /// it selects on the node are the GPU pods, whatever they request.
+    pub pod_selector: Option<String>,
+    /// How long evictions may be held back by PodDisruptionBudgets (429)
+    /// and the evicted pods may take to go.
+    pub eviction_timeout_secs: u64,
+    /// Between two tries of an eviction a budget refused (kubectl: 5 s).
+    pub eviction_retry_ms: u64,
+    /// Bound of one API request.
+    pub request_timeout_secs: u64,
+    pub when_unreachable: Unreachable,
+}
+
+impl Default for K3sIntegration {
+    fn default() -> Self {
+        Self {
+            node: None,
+            api: "http://127.0.0.1:8001".into(),
+            gpu_resource: "nvidia.com/gpu".into(),
+            pod_selector: None,
+            eviction_timeout_secs: 300,
+            eviction_retry_ms: 5000,
+            request_timeout_secs: 10,
+            when_unreachable: Unreachable::Warn,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecIntegration {
@@ -78,6 +121,31 @@ impl ExecIntegration {
     pub fn runs_for(&self, to: Mode) -> bool {
         self.modes.is_empty() || self.modes.contains(&to)
     }
+}
+
+/// An equality-based label selector: terms `k=v`, `k==v`, `k!=v`, `k`,
+/// `!k`, joined by commas (the API server evaluates it).
+fn is_label_selector(s: &str) -> bool {
+    let name = |t: &str| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    };
+    let value = |t: &str| {
+        t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    !s.is_empty()
+        && s.split(',').all(|term| {
+            let term = term.trim();
+            if let Some((k, v)) = term.split_once("!=") {
+                name(k) && value(v)
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                name(k) && value(v)
+            } else {
+                name(term.strip_prefix('!').unwrap_or(term))
+            }
+        })
 }
 
 fn bounded(field: String, secs: u64) -> Result<(), (String, String)> {
@@ -118,6 +186,34 @@ impl Integrations {
                 }
             }
         }
+        if let Some(k) = &self.k3s {
+            let at = "integrations.k3s";
+            if let Err(e) = mode_guards::probe::http::HttpUrl::parse(&k.api) {
+                return Err((format!("{at}.api"), e.to_string()));
+            }
+            bounded(
+                format!("{at}.eviction_timeout_secs"),
+                k.eviction_timeout_secs,
+            )?;
+            bounded(format!("{at}.request_timeout_secs"), k.request_timeout_secs)?;
+            if !(100..=60_000).contains(&k.eviction_retry_ms) {
+                return Err((
+                    format!("{at}.eviction_retry_ms"),
+                    format!(
+                        "{} is out of range: between 100 and 60000",
+                        k.eviction_retry_ms
+                    ),
+                ));
+            }
+            if let Some(sel) = &k.pod_selector {
+                if !is_label_selector(sel) {
+                    return Err((
+                        format!("{at}.pod_selector"),
+                        format!("'{sel}' is not an equality-based label selector (k=v, k!=v, k, !k, comma-joined)"),
+                    ));
+                }
+            }
+        }
         let mut names = Vec::new();
         for (i, e) in self.exec.iter().enumerate() {
             let at = format!("integrations.exec[{i}]");
@@ -141,5 +237,26 @@ impl Integrations {
             bounded(format!("{at}.timeout_secs"), e.timeout_secs)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selectors_are_told_from_other_text() {
+        for ok in [
+            "app=trainer",
+            "app==x,tier!=platform",
+            "gpu",
+            "!spot",
+            "k8s.io/app=a",
+        ] {
+            assert!(is_label_selector(ok), "{ok}");
+        }
+        for bad in ["", "app in (a,b)", "a=b c", "=x", "a=,", "a=b;c"] {
+            assert!(!is_label_selector(bad), "{bad}");
+        }
     }
 }

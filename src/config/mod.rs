@@ -5,6 +5,8 @@
 
 mod budget;
 mod drain;
+#[cfg(test)]
+mod fuzz;
 mod idle;
 mod integrations;
 mod readiness;
@@ -17,12 +19,14 @@ use serde::{Deserialize, Serialize};
 
 pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
 pub use drain::{Drain, JobPolicy, UnreadablePolicy};
-pub use idle::{BootMode, IdleConfig};
-pub use integrations::{ExecIntegration, Integrations, SlurmIntegration, Unreachable};
+pub use idle::{BootMode, IdleConfig, WayBackConfig};
+pub use integrations::{
+    ExecIntegration, Integrations, K3sIntegration, SlurmIntegration, Unreachable,
+};
 pub use readiness::Readiness;
 pub use vllm::{VllmPlacement, VllmProfiles};
 
-use mode_guards::{GuardSettings, BUILTIN_GUARDS};
+use mode_guards::{GuardSettings, BUILTIN_GUARDS, MAX_WAIT_SECS};
 
 use crate::mode::Mode;
 
@@ -61,6 +65,14 @@ pub enum DisplayManager {
     Required,
     /// There is none, even if the unit exists: no mode starts or stops it.
     None,
+}
+
+/// What a masked or missing workload of the mode's target does to a switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingWorkloads {
+    Warn,
+    Fail,
 }
 
 /// How a guard counts for one mode.
@@ -149,6 +161,10 @@ pub struct Config {
     pub idle: IdleConfig,
     /// What boot brings the machine to: "default" (default_mode) or "last" (the last desired mode).
     pub boot_mode: BootMode,
+    /// What a workload the mode's target wants, found masked or missing
+    /// when the target starts, does to the switch: "warn" (recorded, the
+    /// switch goes on) or "fail" (the switch fails and rolls back).
+    pub missing_workloads: MissingWorkloads,
     /// Whether `display-manager.service` belongs to desktop: "auto" (when
     /// installed), "required" or "none".
     pub display_manager: DisplayManager,
@@ -157,6 +173,8 @@ pub struct Config {
     pub readiness: BTreeMap<String, Readiness>,
     /// Slurm and `exec` steps (see docs/configuration.md).
     pub integrations: Integrations,
+    /// The held key that brings the desktop back from compute.
+    pub way_back: WayBackConfig,
 }
 
 impl Config {
@@ -168,24 +186,32 @@ impl Config {
         }
     }
 
+    pub fn mode_mut(&mut self, mode: Mode) -> &mut ModeConfig {
+        match mode {
+            Mode::Desktop => &mut self.modes.desktop,
+            Mode::StudioLocal => &mut self.modes.studio_local,
+            Mode::Compute => &mut self.modes.compute,
+        }
+    }
+
     /// Every unit whose state decides the observed mode, in a stable order.
     pub fn managed_units(&self) -> Vec<String> {
         let mut units: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for mode in Mode::ALL {
             let m = self.mode(mode);
             let all = std::iter::once(&m.target)
                 .chain(&m.stop)
                 .chain(&m.start)
                 .chain(&m.overlay);
-            for u in all {
-                if !units.contains(u) {
+            for u in all.chain(if mode == Mode::Compute {
+                self.keep_running.as_slice()
+            } else {
+                &[]
+            }) {
+                if seen.insert(u.as_str()) {
                     units.push(u.clone());
                 }
-            }
-        }
-        for u in &self.keep_running {
-            if !units.contains(u) {
-                units.push(u.clone());
             }
         }
         units
@@ -257,11 +283,7 @@ impl Config {
                     (*profile, mode),
                     ("compute", Mode::Compute) | ("desktop", Mode::Desktop)
                 );
-                let m = match mode {
-                    Mode::Desktop => &mut self.modes.desktop,
-                    Mode::StudioLocal => &mut self.modes.studio_local,
-                    Mode::Compute => &mut self.modes.compute,
-                };
+                let m = self.mode_mut(mode);
                 if runs_here {
                     add(&mut m.start, &p.unit);
                 } else {
@@ -276,11 +298,7 @@ impl Config {
     /// starts, stops or expects `display-manager.service`.
     pub fn without_display_manager(mut self) -> Self {
         for mode in Mode::ALL {
-            let m = match mode {
-                Mode::Desktop => &mut self.modes.desktop,
-                Mode::StudioLocal => &mut self.modes.studio_local,
-                Mode::Compute => &mut self.modes.compute,
-            };
+            let m = self.mode_mut(mode);
             for list in [&mut m.stop, &mut m.start, &mut m.overlay] {
                 list.retain(|u| u != DISPLAY_MANAGER);
             }
@@ -420,23 +438,86 @@ pub fn defaults() -> Config {
         vllm_profiles: None,
         idle: IdleConfig::default(),
         boot_mode: BootMode::Default,
+        missing_workloads: MissingWorkloads::Warn,
         display_manager: DisplayManager::Auto,
         readiness: BTreeMap::new(),
         integrations: Integrations::default(),
+        way_back: WayBackConfig::default(),
     }
 }
 
+/// The largest configuration file read (a real one is a few kB).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Load the configuration at `path`; when the file does not exist the
 /// built-in defaults apply (the tool works with no configuration at all).
+/// Only a regular file of at most `MAX_CONFIG_BYTES` is read; run as root,
+/// the file, the external guards it names and its audit log must be
+/// trustworthy (root's, writable by no one else, as sshd's StrictModes).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(defaults()),
-        Err(source) => Err(ConfigError::Read {
+    let config = match read_config(path)? {
+        Some(text) => parse(&text, path)?,
+        None => return Ok(defaults()),
+    };
+    if nix::unistd::geteuid().is_root() {
+        let untrusted = |field: String, message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
-            source,
-        }),
+            field,
+            message,
+        };
+        mode_guards::check_trusted(path).map_err(|m| untrusted("(file)".into(), m))?;
+        for (i, e) in config.guard_settings.external.iter().enumerate() {
+            mode_guards::check_trusted(&e.path)
+                .map_err(|m| untrusted(format!("guard_settings.external[{i}].path"), m))?;
+        }
+        mode_guards::check_trusted(&config.audit_log)
+            .map_err(|m| untrusted("audit_log".into(), m))?;
     }
+    Ok(config)
+}
+
+/// The file's text; `None` when it does not exist.
+fn read_config(path: &Path) -> Result<Option<String>, ConfigError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read(e)),
+    };
+    let meta = f.metadata().map_err(read)?;
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        field: "(file)".into(),
+        message,
+    };
+    if !meta.is_file() {
+        return Err(invalid("is not a regular file".into()));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(invalid(format!(
+            "is {} bytes; a configuration is at most {MAX_CONFIG_BYTES} bytes",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(invalid(format!("is more than {MAX_CONFIG_BYTES} bytes")));
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| invalid("is not UTF-8 text".into()))
 }
 
 /// Parse a configuration document: merged over the defaults (objects merge
@@ -550,21 +631,26 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
                 check_unit(&format!("{at}.{list}[{i}]"), u)?;
             }
         }
+        let keep: std::collections::HashSet<&String> = c.keep_running.iter().collect();
+        let started: std::collections::HashSet<&String> = std::iter::once(&m.target)
+            .chain(&m.start)
+            .chain(&m.overlay)
+            .collect();
         for (i, u) in m.stop.iter().enumerate() {
-            if c.keep_running.contains(u) {
+            if keep.contains(u) {
                 return Err((
                     format!("{at}.stop[{i}]"),
                     format!("'{u}' is in keep_running: a transition never stops it"),
                 ));
             }
-            if *u == m.target || m.start.contains(u) || m.overlay.contains(u) {
+            if started.contains(u) {
                 return Err((
                     format!("{at}.stop[{i}]"),
                     format!("'{u}' is both stopped and started"),
                 ));
             }
         }
-        let externals: Vec<&str> = c
+        let externals: std::collections::HashSet<&str> = c
             .guard_settings
             .external
             .iter()
@@ -581,6 +667,14 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
                 ));
             }
         }
+        let d = &m.drain;
+        for (name, value) in [
+            ("grace_secs", d.grace_secs),
+            ("wait_secs", d.wait_secs),
+            ("vllm_timeout_secs", d.vllm_timeout_secs),
+        ] {
+            bounded(format!("{at}.drain.{name}"), value, 0, MAX_WAIT_SECS, "s")?;
+        }
         for slice in m.slices.keys() {
             check_unit(&format!("{at}.slices.{slice}"), slice)?;
             if !slice.ends_with(".slice") {
@@ -595,6 +689,7 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
         check_unit(&format!("keep_running[{i}]"), u)?;
     }
     c.integrations.validate()?;
+    c.way_back.validate()?;
     for (unit, check) in &c.readiness {
         check_unit(&format!("readiness.{unit}"), unit)?;
         check.check(&format!("readiness.{unit}"))?;
@@ -620,13 +715,41 @@ fn validate(c: &Config) -> Result<(), (String, String)> {
     if !c.audit_log.is_absolute() {
         return Err(("audit_log".into(), "must be an absolute path".into()));
     }
-    if c.timeouts.job_secs == 0 || c.timeouts.request_secs == 0 {
+    let system_dirs = [
+        "/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys",
+        "/var", "/var/lib", "/var/log", "/run", "/tmp", "/root", "/home",
+    ];
+    if c.audit_log.extension().and_then(|e| e.to_str()) != Some("jsonl")
+        || c.audit_log
+            .parent()
+            .is_some_and(|d| system_dirs.iter().any(|s| d == Path::new(s)))
+    {
         return Err((
-            "timeouts".into(),
-            "timeouts must be at least 1 second".into(),
+            "audit_log".into(),
+            format!(
+                "'{}' must be a .jsonl file in a directory of its own (the default is /var/lib/mode-controller/transitions.jsonl)",
+                c.audit_log.display()
+            ),
         ));
     }
+    for (field, value) in [
+        ("timeouts.job_secs", c.timeouts.job_secs),
+        ("timeouts.request_secs", c.timeouts.request_secs),
+    ] {
+        bounded(field.into(), value, 1, MAX_WAIT_SECS, "s")?;
+    }
     Ok(())
+}
+
+/// `value` within `min..=max`, or the field and the allowed range.
+fn bounded(
+    field: String,
+    value: u64,
+    min: u64,
+    max: u64,
+    unit: &str,
+) -> Result<(), (String, String)> {
+    mode_guards::within(value, min, max, unit).map_err(|m| (field, m))
 }
 
 #[cfg(test)]
@@ -659,6 +782,97 @@ mod tests {
         assert_eq!(
             c.budgeted_slices(),
             ["ai.slice", "interactive.slice", "platform.slice"]
+        );
+    }
+
+    #[test]
+    fn a_configuration_root_cannot_trust_is_refused_naming_why() {
+        use std::os::unix::fs::PermissionsExt;
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let file = t.path().join("config.json");
+        let log = t.path().join("log/transitions.jsonl");
+        let guard = t.path().join("guard");
+        std::fs::write(&guard, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&guard, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let text = format!(
+            r#"{{"version": 1, "audit_log": "{}", "guard_settings": {{"external": [{{"name": "g", "path": "{}"}}]}}}}"#,
+            log.display(),
+            guard.display()
+        );
+        std::fs::write(&file, &text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load(&file).is_ok(), "root's, in root's directories");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = load(&file).unwrap_err().to_string();
+        assert!(
+            e.contains("(file)") && e.contains("writable by users other than root"),
+            "{e}"
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&guard, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = load(&file).unwrap_err().to_string();
+        assert!(e.contains("guard_settings.external[0].path"), "{e}");
+        std::fs::set_permissions(&guard, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(t.path().join("log")).unwrap();
+        std::os::unix::fs::chown(t.path().join("log"), Some(65534), None).unwrap();
+        let e = load(&file).unwrap_err().to_string();
+        assert!(e.contains("audit_log") && e.contains("uid 65534"), "{e}");
+    }
+
+    #[test]
+    fn the_audit_log_cannot_be_pointed_at_a_system_file() {
+        for path in [
+            "/etc/passwd",
+            "/etc/mode.jsonl",
+            "/var/lib/x.jsonl",
+            "/x.jsonl",
+        ] {
+            let e = err(&format!(r#"{{"version": 1, "audit_log": "{path}"}}"#));
+            assert!(
+                e.contains("audit_log: ") && e.contains("directory of its own"),
+                "{e}"
+            );
+        }
+        assert!(p(r#"{"version": 1, "audit_log": "/var/log/mode-controller/t.jsonl"}"#).is_ok());
+    }
+
+    #[test]
+    fn a_configuration_over_the_size_cap_or_not_a_file_is_refused_at_once() {
+        let t = tempfile::tempdir().unwrap();
+        let big = t.path().join("big.json");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_CONFIG_BYTES + 1)
+            .unwrap();
+        let e = load(&big).unwrap_err().to_string();
+        assert!(e.contains("at most") && e.lines().count() == 1, "{e}");
+        let fifo = t.path().join("fifo.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let started = std::time::Instant::now();
+        let e = load(&fifo).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(started.elapsed().as_secs() < 2, "never blocks on a FIFO");
+    }
+
+    #[test]
+    fn unit_lists_are_handled_in_linear_time() {
+        let n = 20_000;
+        let names: Vec<String> = (0..n).map(|i| format!("\"w{i}.service\"")).collect();
+        let text = format!(
+            r#"{{"version": 1, "modes": {{"compute": {{"start": [{}]}}, "desktop": {{"stop": [{}]}}}}}}"#,
+            names.join(","),
+            names.join(",")
+        );
+        let started = std::time::Instant::now();
+        let c = p(&text).unwrap();
+        assert!(c.managed_units().len() > n);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
         );
     }
 

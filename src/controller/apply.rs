@@ -7,7 +7,10 @@ use tracing::{info, warn};
 use crate::clock::{transition_id, Stamp};
 use crate::mode::{Mode, ObservedMode};
 use crate::plan::{plan, plan_clearing, with_missing_starts, Step};
-use crate::state::{append_audit, RollbackRecord, StepRecord, TransitionOutcome, TransitionRecord};
+use crate::state::{
+    append_audit, test_pause, RollbackRecord, StateError, StepRecord, TransitionOutcome,
+    TransitionRecord,
+};
 use crate::systemd::Bus;
 
 use super::evaluate::evaluate;
@@ -15,7 +18,8 @@ use super::steps::{execute, Transition};
 use super::{Context, Error};
 
 /// Execute a plan into `to` and check the machine really is there.
-/// `record` names the transition the steps belong to.
+/// `record` names the transition the steps belong to; while it is
+/// in progress, it is rewritten after each step (the journal).
 async fn converge(
     ctx: &Context,
     bus: &Bus,
@@ -30,11 +34,25 @@ async fn converge(
         to_mode: to,
         requested_by: &record.requested_by,
     };
-    let (records, failure) = execute(ctx, bus, steps, &t).await;
+    let mut progress = |done: &[StepRecord]| {
+        if record.outcome == TransitionOutcome::InProgress {
+            let mut r = record.clone();
+            r.steps = done.to_vec();
+            if let Err(e) = ctx.state.set_last_transition(&r) {
+                warn!("{e}");
+            }
+        }
+    };
+    let (records, failure) = execute(ctx, bus, steps, &t, &mut progress).await;
     if let Some(f) = failure {
         return (records, Err(f));
     }
-    match ctx.observe(bus, None, None).await {
+    test_pause(&ctx.state, "verify");
+    let mut observed = ctx.observe(bus, None, None).await;
+    if observed.is_err() && matches!(super::steps::ride_out_bus_loss(bus).await, Ok(Some(_))) {
+        observed = ctx.observe(bus, None, None).await;
+    }
+    match observed {
         Ok(o) if o.mode == ObservedMode::from(to) => (records, Ok(())),
         Ok(o) => (
             records,
@@ -63,7 +81,8 @@ fn requester(ctx: &Context, to: Mode, caller: &str) -> String {
 
 /// `mode apply MODE`: the whole transition. Refusals and failures come back
 /// as records (outcome `refused` / `failed`); `Err` is for what prevented a
-/// transition from being attempted at all (busy, no systemd, bad state dir).
+/// transition from being attempted at all (busy, no systemd, bad state dir),
+/// or a finished transition that could not be recorded (`Unrecorded`).
 pub async fn apply(
     ctx: &Context,
     bus: &Bus,
@@ -73,12 +92,48 @@ pub async fn apply(
     ctx.state.ensure()?;
     let started = Stamp::now();
     let id = transition_id(started);
-    let _lock = ctx.state.lock(&id)?;
+    let _lock = if std::env::var("MODE_REQUESTED_BY").as_deref() == Ok("unit") {
+        lock_waiting(ctx, &id).await?
+    } else {
+        ctx.state.lock(&id)?
+    };
+    transition(ctx, bus, to, caller, started, id).await
+}
+
+/// The unit's run waits its turn: `mode request` answered busy before
+/// starting it if a transition was running, so a transition found running
+/// now started in the same instant, and every request that got this far is
+/// served by a transition of its own (bounded by `timeouts.request_secs`).
+async fn lock_waiting(ctx: &Context, id: &str) -> Result<crate::state::TransitionLock, Error> {
+    let deadline = mode_guards::Deadline::after(std::time::Duration::from_secs(
+        ctx.config.timeouts.request_secs,
+    ));
+    loop {
+        match ctx.state.lock(id) {
+            Err(StateError::Busy(holder)) if holder.controller && !deadline.passed() => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => return other.map_err(Error::from),
+        }
+    }
+}
+
+/// The transition itself, with the lock held.
+async fn transition(
+    ctx: &Context,
+    bus: &Bus,
+    to: Mode,
+    caller: &str,
+    started: Stamp,
+    id: String,
+) -> Result<TransitionRecord, Error> {
+    test_pause(&ctx.state, "locked");
+    complete_interrupted(ctx);
     let requested_by = requester(ctx, to, caller);
     info!(transition = %id, to = %to, requested_by = %requested_by, "transition {id} to {to} started");
 
-    ctx.state.set_desired(to)?;
-    write_placement(ctx, to)?;
+    write_placement(ctx)?;
+    write_training_env(ctx, to)?;
     let recorded = ctx.state.current().unwrap_or_else(|e| {
         warn!("{e}; it will be rewritten");
         None
@@ -89,6 +144,7 @@ pub async fn apply(
         &ctx.config,
         &before.profile_units_not_running(to, &ctx.config),
     );
+    let (job_id, invocation_id) = own_unit(bus, to).await;
     let mut record = TransitionRecord {
         id,
         from: before.mode.word().to_string(),
@@ -102,6 +158,9 @@ pub async fn apply(
         guards: vec![],
         error: None,
         rollback: None,
+        job_id,
+        invocation_id,
+        record_error: None,
     };
 
     let current = if the_plan.is_noop() {
@@ -120,6 +179,10 @@ pub async fn apply(
             // Nothing changed: the machine is where it was observed to be.
             before.mode
         } else {
+            // Journaled before the first step: a kill from here on leaves
+            // an honest record that the next run completes.
+            record.outcome = TransitionOutcome::InProgress;
+            ctx.state.set_last_transition(&record)?;
             let (steps, result) = converge(ctx, bus, &the_plan.steps, to, &record).await;
             record.steps = steps;
             match result {
@@ -138,13 +201,102 @@ pub async fn apply(
     finish(ctx, record, current, started)
 }
 
+/// When `mode apply` runs as `mode-controller@MODE.service`: the unit's
+/// current job (what each `mode request` waits on) and its invocation id.
+async fn own_unit(bus: &Bus, to: Mode) -> (Option<u32>, Option<String>) {
+    let Ok(invocation) = std::env::var("INVOCATION_ID") else {
+        return (None, None);
+    };
+    let job = bus
+        .unit_job(&super::request::unit_for(to))
+        .await
+        .unwrap_or_else(|e| {
+            warn!("cannot read the job of the transition unit: {e}");
+            None
+        });
+    (job, Some(invocation))
+}
+
+/// A record left `in-progress` by a run that died (we hold the lock, so its
+/// writer is gone) is completed as failed, saying so, and its target is
+/// returned (what reconcile then converges to: the interrupted wish); a
+/// finished record the audit log lacks (a kill between the two writes) is
+/// appended, and the desired mode it converged to is written if that write
+/// was lost.
+fn complete_interrupted(ctx: &Context) -> Option<Mode> {
+    let log = &ctx.config.audit_log;
+    let mut record = match ctx.state.last_transition() {
+        Ok(Some(r)) => r,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!("{e}; the next record replaces it");
+            return None;
+        }
+    };
+    let mut interrupted = None;
+    if record.outcome == TransitionOutcome::InProgress {
+        interrupted = record.to.parse::<Mode>().ok();
+        let now = Stamp::now();
+        record.outcome = TransitionOutcome::Failed;
+        record.error = Some(format!(
+            "interrupted after {} step(s): the controller stopped before the transition finished (killed, or the machine went down); completed at {} by the next run",
+            record.steps.len(),
+            now.rfc3339()
+        ));
+        record.finished_at = now.rfc3339();
+        if let Some(t0) = crate::clock::Stamp::parse_rfc3339(&record.started_at) {
+            record.duration_ms = now.millis_since(t0);
+        }
+        warn!(transition = %record.id, "transition {} was interrupted; its record is completed", record.id);
+        if let Err(e) = ctx.state.set_last_transition(&record) {
+            warn!("{e}");
+        }
+    }
+    match crate::state::audit_find(log, |r| r.id == record.id) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            if let Err(e) = append_audit(log, &record) {
+                warn!("{e}");
+            }
+        }
+        Err(e) => warn!("{e}"),
+    }
+    if matches!(
+        record.outcome,
+        TransitionOutcome::Converged | TransitionOutcome::Noop
+    ) {
+        if let Ok(to) = record.to.parse::<Mode>() {
+            let kept = ctx.state.kept_desired().unwrap_or(None);
+            let desired = ctx.state.desired().unwrap_or(None);
+            let lost =
+                desired != Some(to) || (ctx.state.persistent_dir().is_some() && kept != Some(to));
+            if lost {
+                if let Err(e) = ctx.state.set_desired(to) {
+                    warn!("{e}");
+                }
+            }
+        }
+    }
+    interrupted
+}
+
 /// `capability-placement.json` and, with vLLM profiles, each profile's
 /// environment file (`vllm-PROFILE.env`: its GPUs and memory share), all
 /// generated from the configuration before anything starts.
-fn write_placement(ctx: &Context, to: Mode) -> Result<(), Error> {
+fn write_placement(ctx: &Context) -> Result<(), Error> {
     ctx.state.set_placement(&ctx.config.placement_document())?;
-    // Training units (`EnvironmentFile=/run/mode-controller/training.env`)
-    // get the GPUs of the mode being entered.
+    for (profile, placement) in ctx.config.vllm_placements() {
+        ctx.state.write_atomic(
+            &format!("vllm-{profile}.env"),
+            placement.env_file().as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Training units (`EnvironmentFile=/run/mode-controller/training.env`)
+/// get the GPUs of the mode being entered (with vLLM profiles' GPU list).
+fn write_training_env(ctx: &Context, to: Mode) -> Result<(), Error> {
     if let Some(profiles) = &ctx.config.vllm_profiles {
         let display = ctx.config.guard_settings.gpu.display_gpu.as_deref();
         ctx.state.write_atomic(
@@ -152,12 +304,6 @@ fn write_placement(ctx: &Context, to: Mode) -> Result<(), Error> {
             profiles
                 .training_env(to == Mode::Compute, display)
                 .as_bytes(),
-        )?;
-    }
-    for (profile, placement) in ctx.config.vllm_placements() {
-        ctx.state.write_atomic(
-            &format!("vllm-{profile}.env"),
-            placement.env_file().as_bytes(),
         )?;
     }
     Ok(())
@@ -174,7 +320,11 @@ async fn roll_back(
     let Some(prior_mode) = prior.as_mode() else {
         return ObservedMode::FailedTransition;
     };
-    let now = match ctx.observe(bus, None, None).await {
+    let mut observed = ctx.observe(bus, None, None).await;
+    if observed.is_err() && matches!(super::steps::ride_out_bus_loss(bus).await, Ok(Some(_))) {
+        observed = ctx.observe(bus, None, None).await;
+    }
+    let now = match observed {
         Ok(o) => o.mode,
         Err(_) => ObservedMode::FailedTransition,
     };
@@ -229,9 +379,6 @@ fn finish(
     let finished = Stamp::now();
     record.finished_at = finished.rfc3339();
     record.duration_ms = finished.millis_since(started);
-    ctx.state.set_current(current)?;
-    ctx.state.set_last_transition(&record)?;
-    append_audit(&ctx.config.audit_log, &record)?;
     info!(
         transition = %record.id,
         from = %record.from,
@@ -243,18 +390,71 @@ fn finish(
         record.to,
         record.outcome.word()
     );
-    Ok(record)
+    // Every write is tried even when one fails: the machine is where it is,
+    // and as much of it as possible is recorded. The desired mode changes
+    // only when the wish was met, so a refusal or failure leaves it as it was.
+    let mut failed: Option<StateError> = None;
+    let mut keep = |r: Result<(), StateError>| {
+        if let Err(e) = r {
+            warn!("{e}");
+            failed.get_or_insert(e);
+        }
+    };
+    keep(ctx.state.set_last_transition(&record));
+    test_pause(&ctx.state, "recorded");
+    if matches!(
+        record.outcome,
+        TransitionOutcome::Converged | TransitionOutcome::Noop
+    ) {
+        if let Ok(to) = record.to.parse::<Mode>() {
+            keep(ctx.state.set_desired(to));
+        }
+    }
+    test_pause(&ctx.state, "desired");
+    keep(ctx.state.set_current(current));
+    test_pause(&ctx.state, "current");
+    keep(append_audit(&ctx.config.audit_log, &record));
+    match failed {
+        None => Ok(record),
+        Some(error) => {
+            // Say so in the record too (best effort), for `mode request`.
+            record.record_error = Some(error.to_string());
+            let _ = ctx.state.set_last_transition(&record);
+            Err(Error::Unrecorded {
+                record: Box::new(record),
+                error,
+            })
+        }
+    }
 }
 
-/// `mode reconcile`: converge to the desired mode (the default when none is
-/// recorded). Nothing is done, and nothing written, when the machine is
-/// already there and the record agrees.
-pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionRecord>, Error> {
-    let desired = super::desired_mode(ctx)?.0;
-    let lock = ctx.state.lock_holder();
-    if let Some(holder) = lock {
-        return Err(crate::state::StateError::Busy(holder).into());
+/// What status reports as unreadable and no transition may rewrite soon:
+/// a corrupt `last-guards.json` is dropped (no stale blockers are better
+/// than unreadable ones), and the placement written again.
+fn repair_unreadable(ctx: &Context) -> Result<(), Error> {
+    if let Err(e) = ctx.state.last_guards() {
+        warn!("{e}; removed by reconcile");
+        ctx.state.discard("last-guards.json")?;
     }
+    write_placement(ctx)
+}
+
+/// `mode reconcile`: converge, under the lock, to the target of a
+/// transition that was interrupted (its record completed first), else to
+/// the desired mode (the default when none is recorded). Nothing is done,
+/// and nothing written, when the machine is already there and the record
+/// agrees.
+pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionRecord>, Error> {
+    ctx.state.ensure()?;
+    let started = Stamp::now();
+    let id = transition_id(started);
+    let _lock = ctx.state.lock(&id)?;
+    let interrupted = complete_interrupted(ctx);
+    repair_unreadable(ctx)?;
+    let desired = match interrupted {
+        Some(to) => to,
+        None => super::desired_mode(ctx)?.0,
+    };
     let recorded = ctx.state.current().unwrap_or(None);
     let observed = ctx.observe(bus, None, recorded).await?;
     if observed.mode == ObservedMode::from(desired)
@@ -263,5 +463,7 @@ pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionReco
     {
         return Ok(None);
     }
-    apply(ctx, bus, desired, "reconcile").await.map(Some)
+    transition(ctx, bus, desired, "reconcile", started, id)
+        .await
+        .map(Some)
 }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use mode_guards::probe::http::{self, HttpError, HttpUrl};
-use mode_guards::{Facts, Outcome, QueueWait, SliceUnit, VllmDrainable, VllmSettings};
+use mode_guards::{Deadline, Facts, Outcome, QueueWait, SliceUnit, VllmDrainable, VllmSettings};
 
 use crate::config::{Drain, JobPolicy, UnreadablePolicy};
 use crate::state::{JobOutcome, JobRecord};
@@ -75,7 +75,7 @@ pub async fn drain_vllm(
         });
     }
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(timeout_secs);
+    let deadline = Deadline::from(started, Duration::from_secs(timeout_secs));
     let cannot_read = |why: String| match unreadable {
         UnreadablePolicy::Rollback => Err(format!(
             "could not read vLLM's queue: {why} (drain.vllm_unreadable is rollback)"
@@ -94,7 +94,7 @@ pub async fn drain_vllm(
     };
     let interval = Duration::from_millis(settings.scrape_interval_ms);
     let drainer = VllmDrainable::new(&settings);
-    let left = || deadline.saturating_duration_since(Instant::now());
+    let left = || deadline.left();
     let mut rounds = 0;
     loop {
         rounds += 1;
@@ -328,7 +328,7 @@ async fn wait_for_jobs(
     wait_secs: u64,
     started: Instant,
 ) -> Result<Vec<JobRecord>, (String, Vec<JobRecord>)> {
-    let deadline = started + Duration::from_secs(wait_secs);
+    let deadline = Deadline::from(started, Duration::from_secs(wait_secs));
     let mut done: Vec<JobRecord> = Vec::new();
     loop {
         let now_running = user_jobs(ctx, bus).await.map_err(|e| (e, done.clone()))?;
@@ -341,7 +341,7 @@ async fn wait_for_jobs(
         if now_running.is_empty() {
             return Ok(done);
         }
-        if Instant::now() >= deadline {
+        if deadline.passed() {
             let left: Vec<JobRecord> = now_running
                 .iter()
                 .map(|j| record(j, JobOutcome::LeftRunning, started))
@@ -370,7 +370,7 @@ async fn checkpoint(
             .signal_main(&job.unit, drain.checkpoint_signal.number())
             .await;
     }
-    let deadline = started + Duration::from_secs(drain.grace_secs);
+    let deadline = Deadline::from(started, Duration::from_secs(drain.grace_secs));
     let mut records: Vec<Option<JobRecord>> = vec![None; jobs.len()];
     loop {
         for (i, job) in jobs.iter().enumerate() {
@@ -378,7 +378,7 @@ async fn checkpoint(
                 records[i] = Some(record(job, JobOutcome::Checkpointed, started));
             }
         }
-        if records.iter().all(Option::is_some) || Instant::now() >= deadline {
+        if records.iter().all(Option::is_some) || deadline.passed() {
             break;
         }
         tokio::time::sleep(POLL).await;
@@ -393,10 +393,14 @@ async fn checkpoint(
             .unwrap_or(Duration::from_secs(90));
         let stop_started = Instant::now();
         let _ = bus
-            .run_job(&job.unit, JobKind::Stop, limit + Duration::from_secs(10))
+            .run_job(
+                &job.unit,
+                JobKind::Stop,
+                limit.saturating_add(Duration::from_secs(10)),
+            )
             .await;
         // systemd sends SIGKILL when the stop timeout runs out.
-        let outcome = if stop_started.elapsed() + POLL >= limit {
+        let outcome = if stop_started.elapsed().saturating_add(POLL) >= limit {
             JobOutcome::Killed
         } else {
             JobOutcome::Stopped

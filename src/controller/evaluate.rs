@@ -19,8 +19,6 @@ use crate::systemd::Bus;
 
 use super::{Context, Error};
 
-const SLURM_JOBS_SAFE: &str = "slurm_jobs_safe";
-
 fn roots(ctx: &Context) -> Roots {
     Roots::system_with_state_dir(ctx.state.root())
 }
@@ -46,19 +44,23 @@ async fn gather(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<Facts, Error> {
     facts.units_to_start = pick(&to_start);
     facts.unit_states = pick(&of_interest);
     facts.capability_placement = ctx.config.placement_document();
-    let drains_slurm = plan
-        .steps
-        .iter()
-        .any(|s| matches!(s, Step::SlurmDrain { .. }));
-    if let Some(slurm) = ctx
-        .config
-        .integrations
-        .slurm
-        .as_ref()
-        .filter(|_| drains_slurm)
-    {
+    let drains = |f: fn(&Step) -> bool| plan.steps.iter().any(f);
+    let integrations = &ctx.config.integrations;
+    let slurm = integrations.slurm.as_ref();
+    if let Some(slurm) = slurm.filter(|_| drains(|s| matches!(s, Step::SlurmDrain { .. }))) {
         let jobs = crate::integrations::slurm::Slurm::new(slurm).jobs().await;
         facts.slurm_jobs = Some(jobs.map_err(|e| e.to_string()));
+    }
+    let k3s = integrations.k3s.as_ref();
+    if let Some(k3s) = k3s.filter(|_| drains(|s| matches!(s, Step::K3sDrain { .. }))) {
+        let pods = match crate::integrations::k3s::K3s::new(k3s) {
+            Ok(k) => k
+                .pods()
+                .await
+                .map(|p| p.iter().map(|p| p.as_work()).collect()),
+            Err(e) => Err(e),
+        };
+        facts.k3s_pods = Some(pods.map_err(|e| e.to_string()));
     }
     facts.sessions = bus.sessions().await.map_err(|e| e.to_string());
     facts.slice_units = bus
@@ -111,19 +113,18 @@ fn severity_for(
 /// with the `refuse` job policy, soft (naming the jobs) otherwise.
 fn guards_for(plan: &Plan, config: &Config) -> BTreeMap<String, GuardSeverity> {
     let mut guards = config.mode(plan.to).guards.clone();
-    let drains_slurm = plan.steps.iter().find_map(|s| match s {
-        Step::SlurmDrain { policy, .. } => Some(policy.jobs),
-        _ => None,
-    });
-    if let Some(policy) = drains_slurm {
+    for step in &plan.steps {
+        let (guard, policy) = match step {
+            Step::SlurmDrain { policy, .. } => ("slurm_jobs_safe", policy.jobs),
+            Step::K3sDrain { policy, .. } => ("k3s_gpu_pods_safe", policy.jobs),
+            _ => continue,
+        };
         let severity = if policy == JobPolicy::Refuse {
             GuardSeverity::Hard
         } else {
             GuardSeverity::Soft
         };
-        guards
-            .entry(SLURM_JOBS_SAFE.to_string())
-            .or_insert(severity);
+        guards.entry(guard.to_string()).or_insert(severity);
     }
     guards
 }

@@ -12,6 +12,7 @@ mod query;
 mod request;
 mod settle;
 mod steps;
+mod watch;
 
 use mode_guards::UnitState;
 
@@ -26,6 +27,7 @@ pub use apply::{apply, reconcile};
 pub use boot::{boot, boot_mode, BootOutcome};
 pub use query::{desired_mode, dry_run, status, DryRun, Status};
 pub use request::{request, request_as, RequestOutcome};
+pub use watch::{news, watch, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,6 +43,13 @@ pub enum Error {
     TimedOut(String),
     #[error("{0}")]
     Internal(String),
+    /// The transition ran (its outcome is in the record) but writing a
+    /// state file or the audit log afterwards failed.
+    #[error("the transition to {} {}, but recording it failed: {error}", record.to, record.outcome.word())]
+    Unrecorded {
+        record: Box<crate::state::TransitionRecord>,
+        error: StateError,
+    },
 }
 
 impl Error {
@@ -49,7 +58,11 @@ impl Error {
         match self {
             Error::Config(_) => 7,
             Error::State(StateError::Busy(_)) => 5,
-            Error::State(StateError::Corrupt { .. }) => 7,
+            Error::State(StateError::Corrupt { .. } | StateError::Refused { .. }) => 7,
+            Error::State(e) if e.is_environment() => 7,
+            // Recording a finished transition is the machine's problem
+            // (disk, permissions, something in the way): always 7.
+            Error::Unrecorded { .. } => 7,
             Error::State(StateError::Io { .. }) => 1,
             Error::Systemd(
                 SystemdError::NotInit
@@ -88,12 +101,25 @@ impl Context {
         } else {
             config
         };
+        if let Some(k3s) = config.integrations.k3s.as_mut() {
+            k3s.node.get_or_insert_with(crate::integrations::host_name);
+            // kubelet runs the pods in kubepods.slice, outside
+            // platform.slice: the platform budget covers them too, unless
+            // the configuration budgets that slice itself.
+            for mode in Mode::ALL {
+                let slices = &mut config.mode_mut(mode).slices;
+                if let Some(platform) = slices.get("platform.slice").cloned() {
+                    slices.entry("kubepods.slice".into()).or_insert(platform);
+                }
+            }
+        }
         if let Some(slurm) = config.integrations.slurm.as_mut() {
             // The node is this machine unless the configuration names it;
             // its job processes live in slurmd.service, which the
             // integration handles, so user_jobs_safe leaves it alone.
-            let node = crate::integrations::slurm::Slurm::new(slurm).node;
-            slurm.node = Some(node);
+            slurm
+                .node
+                .get_or_insert_with(crate::integrations::host_name);
             let managed = &mut config.guard_settings.ai_slice.managed;
             if !managed.iter().any(|u| u == "slurmd.service") {
                 managed.push("slurmd.service".into());

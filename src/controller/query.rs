@@ -99,6 +99,16 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
         }
     };
     let last_transition = keep(&mut problems, ctx.state.last_transition());
+    if let Some(t) = &last_transition {
+        if t.outcome == TransitionOutcome::InProgress && lock.is_none() {
+            problems.push(format!(
+                "transition {} to {} was interrupted after {} step(s) (nothing holds the lock); `sudo mode reconcile` completes its record and converges",
+                t.id,
+                t.to,
+                t.steps.len()
+            ));
+        }
+    }
     let report: Option<GuardReport> = keep(&mut problems, ctx.state.last_guards());
     let refused_last = last_transition
         .as_ref()

@@ -89,7 +89,7 @@ pub async fn settle(
         });
     }
     let (mut watch, states) = bus
-        .watch_active(&services)
+        .watch_units(&services)
         .await
         .map_err(|e| e.to_string())?;
     if let Some(down) = states
@@ -106,11 +106,14 @@ pub async fn settle(
                 unit: unit.clone(),
                 check,
                 url,
-                deadline: t0 + Duration::from_secs(check.timeout_secs),
+                // Checked (validation bounds it far below overflow).
+                deadline: t0
+                    .checked_add(Duration::from_secs(check.timeout_secs))
+                    .unwrap_or(t0),
             });
         }
     }
-    let window_end = t0 + window;
+    let window_end = t0.checked_add(window).unwrap_or(t0);
     let mut ready = Vec::new();
     loop {
         let mut still = Vec::with_capacity(pending.len());

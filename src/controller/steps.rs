@@ -102,6 +102,8 @@ async fn run_step(
             integrate::slurm_drain(ctx, policy, &reason).await.into()
         }
         Step::SlurmResume { .. } => integrate::slurm_resume(ctx).await.into(),
+        Step::K3sDrain { policy, .. } => integrate::k3s_drain(ctx, policy, t.to).await.into(),
+        Step::K3sResume { .. } => integrate::k3s_resume(ctx).await.into(),
         Step::Exec { name } => integrate::exec_step(ctx, name, &t.exec()).await.into(),
         Step::Settle { window_ms, .. } => {
             match settle(ctx, bus, to, started, Duration::from_millis(*window_ms)).await {
@@ -114,7 +116,14 @@ async fn run_step(
             }
         }
         Step::Stop { unit } => run_job(ctx, bus, unit, JobKind::Stop, to).await,
-        Step::Start { unit } => run_job(ctx, bus, unit, JobKind::Start, to).await,
+        Step::Start { unit } => {
+            let report = run_job(ctx, bus, unit, JobKind::Start, to).await;
+            if report.error.is_none() && *unit == ctx.config.mode(to).target {
+                name_missing_workloads(ctx, bus, unit, report).await
+            } else {
+                report
+            }
+        }
         Step::SetBudget { unit, budget } => {
             StepReport::from_result(set_budget(bus, unit, budget).await)
         }
@@ -190,7 +199,10 @@ async fn run_job(ctx: &Context, bus: &Bus, unit: &str, kind: JobKind, to: Mode) 
     let words = |(unit, result): &(String, String)| format!("{unit} ended '{result}'");
     if fatal.is_empty() {
         return StepReport {
-            warnings: others.iter().map(words).collect(),
+            warnings: others
+                .iter()
+                .map(|f| format!("{} (not part of the mode; left as it is)", words(f)))
+                .collect(),
             started: job.started,
             ..StepReport::default()
         };
@@ -203,6 +215,50 @@ async fn run_job(ctx: &Context, bus: &Bus, unit: &str, kind: JobKind, to: Mode) 
         });
     }
     StepReport::failed(reasons.join("; "))
+}
+
+/// A workload the target wants that is masked or not installed is named:
+/// the target starts without it, which is not the mode it promises. A
+/// warning, or with `missing_workloads: "fail"` the step's failure.
+async fn name_missing_workloads(
+    ctx: &Context,
+    bus: &Bus,
+    target: &str,
+    mut report: StepReport,
+) -> StepReport {
+    let wanted = match bus.unit_dependencies(target).await {
+        Ok(w) => w,
+        Err(e) => return StepReport::failed(e.to_string()),
+    };
+    let states = match bus.unit_states(&wanted).await {
+        Ok(s) => s,
+        Err(e) => return StepReport::failed(e.to_string()),
+    };
+    let missing: Vec<String> = states
+        .iter()
+        .filter(|s| s.load_state == "masked" || s.is_not_found())
+        .map(|s| {
+            let what = if s.load_state == "masked" {
+                "masked (`systemctl unmask` it)"
+            } else {
+                "not installed"
+            };
+            format!(
+                "{}, which {target} wants, is {what}: the mode runs without it",
+                s.unit
+            )
+        })
+        .collect();
+    if missing.is_empty() {
+        return report;
+    }
+    match ctx.config.missing_workloads {
+        crate::config::MissingWorkloads::Warn => {
+            report.warnings.extend(missing);
+            report
+        }
+        crate::config::MissingWorkloads::Fail => StepReport::failed(missing.join("; ")),
+    }
 }
 
 async fn is_not_installed(bus: &Bus, unit: &str) -> bool {
@@ -248,19 +304,74 @@ async fn set_budget(bus: &Bus, unit: &str, budget: &SliceBudget) -> Result<(), S
     }
 }
 
+/// How long a transition waits for the system bus to come back when it
+/// went away mid-transition (dbus restarted, say), before the step fails.
+pub const BUS_RETRY: Duration = Duration::from_secs(30);
+
+/// Whether `error` came with the system bus gone; if so, reconnect (for up
+/// to `BUS_RETRY`): `Ok(Some(secs))` when it came back, `Err` when it did not.
+pub async fn ride_out_bus_loss(bus: &Bus) -> Result<Option<f64>, String> {
+    if bus.alive().await {
+        return Ok(None);
+    }
+    match bus.reconnect(BUS_RETRY).await {
+        Ok(took) => Ok(Some(took.as_secs_f64())),
+        Err(e) => Err(format!(
+            "the system bus was lost and did not come back within {} s ({e})",
+            BUS_RETRY.as_secs()
+        )),
+    }
+}
+
+/// A step whose failure came from losing the system bus is run again once
+/// the bus is back (jobs are idempotent); the record says so.
+async fn run_step_riding_out_the_bus(
+    ctx: &Context,
+    bus: &Bus,
+    step: &Step,
+    t: &Transition<'_>,
+    started: &[String],
+) -> StepReport {
+    let report = run_step(ctx, bus, step, t, started).await;
+    let Some(error) = &report.error else {
+        return report;
+    };
+    match ride_out_bus_loss(bus).await {
+        Ok(None) => report,
+        Ok(Some(secs)) => {
+            let mut again = run_step(ctx, bus, step, t, started).await;
+            let note = format!(
+                "the system bus went away; reconnected after {secs:.1} s and ran the step again"
+            );
+            again.note = Some(match again.note {
+                Some(n) => format!("{note}; {n}"),
+                None => note,
+            });
+            again
+        }
+        Err(lost) => StepReport {
+            error: Some(format!("{error}; {lost}")),
+            ..report
+        },
+    }
+}
+
 /// Execute steps in order, stopping at the first failure (returned as the
-/// sentence for the record).
+/// sentence for the record); `progress` sees the records after each step.
+/// Each step has a test pause point `step-N` (1-based) before it runs.
 pub async fn execute(
     ctx: &Context,
     bus: &Bus,
     steps: &[Step],
     t: &Transition<'_>,
+    progress: &mut dyn FnMut(&[StepRecord]),
 ) -> (Vec<StepRecord>, Option<String>) {
     let mut done = Vec::with_capacity(steps.len());
     let mut started = Vec::new();
-    for step in steps {
+    for (i, step) in steps.iter().enumerate() {
+        crate::state::test_pause(&ctx.state, &format!("step-{}", i + 1));
         let t0 = Stamp::now();
-        let mut report = run_step(ctx, bus, step, t, &started).await;
+        let mut report = run_step_riding_out_the_bus(ctx, bus, step, t, &started).await;
         started.append(&mut report.started);
         let failed = report
             .error
@@ -288,6 +399,7 @@ pub async fn execute(
             jobs: report.jobs,
             ready: report.ready,
         });
+        progress(&done);
         if failed.is_some() {
             return (done, failed);
         }

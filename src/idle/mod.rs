@@ -4,6 +4,7 @@
 
 mod decide;
 mod signals;
+pub mod wayback;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -212,31 +213,25 @@ pub async fn check(ctx: &Context, bus: &Bus, opts: &Options) -> Result<(IdleChec
         return Ok((out, 0));
     }
     let timeout = Duration::from_secs(ctx.config.timeouts.request_secs);
-    let wished = ctx.state.desired().unwrap_or(None);
-    let exit =
+    let (exit, why) =
         match controller::request_as(ctx, bus, Mode::Compute, REQUESTER, true, timeout).await? {
-            RequestOutcome::Finished { record, exit } => {
+            RequestOutcome::Finished { record, exit, why } => {
                 out.transition = record.map(|r| *r);
-                exit
+                (exit, why)
             }
-            RequestOutcome::Queued { .. } => 0,
+            RequestOutcome::Queued { .. } => (0, None),
         };
     out.acted = true;
-    if matches!(exit, 3 | 4) && ctx.state.desired().unwrap_or(None) == Some(Mode::Compute) {
-        // Refused, or failed and rolled back: an automatic wish that did not
-        // come true is not kept (nor replayed at boot); the desired mode
-        // stays what it was.
-        ctx.state
-            .set_desired(wished.unwrap_or(ctx.config.default_mode))?;
-    }
+    // A refused or failed wish never reached `desired` (only a converged
+    // transition writes it), so there is nothing to put back.
     if exit == 0 {
         // The machine left desktop: the next stay there counts afresh.
         ctx.state.set_unattended_since(None)?;
     }
-    if out.transition.is_none() {
-        out.note = Some(format!(
+    if out.transition.is_none() || why.is_some() {
+        out.note = Some(why.unwrap_or_else(|| format!(
             "the transition unit exited with code {exit} without recording a transition; see `journalctl -u mode-controller@compute.service`"
-        ));
+        )));
         return Ok((out, if exit == 0 { 1 } else { exit }));
     }
     Ok((out, exit))

@@ -168,8 +168,11 @@ pub fn input_activity(dir: &Path) -> InputActivity {
         }
         let Ok(meta) = entry.metadata() else { continue };
         out.devices += 1;
-        let ms =
-            |secs: i64, nsecs: i64| (secs.max(0) as u64) * 1000 + (nsecs.max(0) as u64) / 1_000_000;
+        let ms = |secs: i64, nsecs: i64| {
+            (secs.max(0) as u64)
+                .saturating_mul(1000)
+                .saturating_add((nsecs.max(0) as u64) / 1_000_000)
+        };
         let latest = ms(meta.atime(), meta.atime_nsec()).max(ms(meta.mtime(), meta.mtime_nsec()));
         out.last_ms = Some(out.last_ms.map_or(latest, |l| l.max(latest)));
     }

@@ -5,4 +5,12 @@
 
 pub mod command;
 pub mod exec;
+pub mod k3s;
 pub mod slurm;
+
+/// This machine's host name: the node name Slurm and k3s give it by default.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use mode_guards::SlurmJob;
+use mode_guards::ScheduledWork;
 
 use super::command::{self, CommandError, Finished};
 use crate::config::SlurmIntegration;
@@ -111,7 +111,7 @@ pub fn parse_node(json: &str, node: &str) -> Result<NodeState, SlurmError> {
 
 /// The jobs in `squeue --json` output that hold the node (running,
 /// completing, configuring or suspended on it).
-pub fn parse_jobs(json: &str) -> Result<Vec<SlurmJob>, SlurmError> {
+pub fn parse_jobs(json: &str) -> Result<Vec<ScheduledWork>, SlurmError> {
     let doc: Squeue =
         serde_json::from_str(json).map_err(|e| SlurmError::Malformed(format!("squeue: {e}")))?;
     Ok(doc
@@ -123,10 +123,10 @@ pub fn parse_jobs(json: &str) -> Result<Vec<SlurmJob>, SlurmError> {
                 "RUNNING" | "COMPLETING" | "CONFIGURING" | "SUSPENDED"
             )
         })
-        .map(|j| SlurmJob {
-            id: j.job_id,
+        .map(|j| ScheduledWork {
+            id: j.job_id.to_string(),
             name: j.name,
-            user: j.user_name,
+            owner: j.user_name,
             state: j.job_state,
         })
         .collect())
@@ -141,11 +141,7 @@ pub struct Slurm<'a> {
 impl<'a> Slurm<'a> {
     /// The node of `config`, by default this machine's host name.
     pub fn new(config: &'a SlurmIntegration) -> Self {
-        let node = config.node.clone().unwrap_or_else(|| {
-            nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
+        let node = config.node.clone().unwrap_or_else(super::host_name);
         Self { config, node }
     }
 
@@ -187,7 +183,7 @@ impl<'a> Slurm<'a> {
         parse_node(&out.stdout, &self.node)
     }
 
-    pub async fn jobs(&self) -> Result<Vec<SlurmJob>, SlurmError> {
+    pub async fn jobs(&self) -> Result<Vec<ScheduledWork>, SlurmError> {
         let out = self
             .run(
                 "squeue",
@@ -227,7 +223,7 @@ impl<'a> Slurm<'a> {
 
     /// Send `signal` (`USR1`, `TERM`, ...) to the whole job: its batch
     /// shell and every step.
-    pub async fn signal(&self, job: u64, signal: &str) -> Result<(), SlurmError> {
+    pub async fn signal(&self, job: &str, signal: &str) -> Result<(), SlurmError> {
         self.run(
             "scancel",
             &[
@@ -241,7 +237,7 @@ impl<'a> Slurm<'a> {
     }
 
     /// Put a job back in the queue, to run again where Slurm places it.
-    pub async fn requeue(&self, job: u64) -> Result<(), SlurmError> {
+    pub async fn requeue(&self, job: &str) -> Result<(), SlurmError> {
         self.run("scontrol", &["requeue".into(), job.to_string()])
             .await
             .map(drop)
@@ -284,10 +280,10 @@ mod tests {
         let jobs = parse_jobs(SQUEUE).unwrap();
         assert_eq!(
             jobs,
-            [SlurmJob {
-                id: 1,
+            [ScheduledWork {
+                id: "1".into(),
                 name: "train-x".into(),
-                user: "alice".into(),
+                owner: "alice".into(),
                 state: "RUNNING".into()
             }]
         );

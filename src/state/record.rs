@@ -12,6 +12,11 @@ pub enum TransitionOutcome {
     Noop,
     Refused,
     Failed,
+    /// Written before the first step and replaced at the end; found by a
+    /// later run with nobody holding the lock, it means the transition was
+    /// interrupted (the controller killed, the machine down).
+    #[serde(rename = "in-progress")]
+    InProgress,
 }
 
 impl TransitionOutcome {
@@ -21,6 +26,7 @@ impl TransitionOutcome {
             TransitionOutcome::Noop => "noop",
             TransitionOutcome::Refused => "refused",
             TransitionOutcome::Failed => "failed",
+            TransitionOutcome::InProgress => "in-progress",
         }
     }
 }
@@ -86,6 +92,8 @@ pub enum JobOutcome {
     Killed,
     /// It ended by itself while the controller waited.
     Ended,
+    /// A Kubernetes pod evicted through the Eviction API.
+    Evicted,
     /// A Slurm job put back in the queue (after its checkpoint signal), to
     /// run again where Slurm places it.
     Requeued,
@@ -126,4 +134,15 @@ pub struct TransitionRecord {
     pub guards: Vec<GuardResult>,
     pub error: Option<String>,
     pub rollback: Option<RollbackRecord>,
+    /// The systemd job of `mode-controller@MODE.service` that ran it: how
+    /// each `mode request` served by that job finds its transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u32>,
+    /// The unit's invocation id (`$INVOCATION_ID`) when a unit ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    /// A state file or the audit log that could not be written after the
+    /// transition ended (the outcome above still holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_error: Option<String>,
 }

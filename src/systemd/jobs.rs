@@ -31,6 +31,8 @@ pub type FailedJob = (String, String);
 /// How a job and the jobs of its transaction ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobResult {
+    /// The job's id (the same for every start merged into one job).
+    pub id: u32,
     pub unit: String,
     /// `done`, `failed`, `dependency`, `timeout`, `canceled`, ...
     pub result: String,
@@ -63,7 +65,7 @@ impl Bus {
         let mut removed = self.job_removed.lock().await;
         if removed.is_none() {
             let stream = self
-                .manager
+                .manager()
                 .receive_job_removed()
                 .await
                 .map_err(|e| SystemdError::call("subscribe to JobRemoved", e))?;
@@ -74,7 +76,7 @@ impl Bus {
             return Err(SystemdError::call("JobRemoved", "no signal stream"));
         };
         let (job_id, _, _, _, _, affected) = self
-            .manager
+            .manager()
             .enqueue_unit_job(unit.to_string(), kind.word().into(), "replace".into())
             .await
             .map_err(|e| enqueue_error(unit, kind, e))?;
@@ -85,6 +87,7 @@ impl Bus {
             .collect();
         waiting.insert(job_id, (unit.to_string(), kind == JobKind::Start));
         let mut result = JobResult {
+            id: job_id,
             unit: unit.to_string(),
             result: String::new(),
             failed_companions: Vec::new(),
@@ -130,7 +133,7 @@ impl Bus {
     /// Enqueue a start job and return without waiting (its job id).
     pub async fn enqueue_start(&self, unit: &str) -> Result<u32, SystemdError> {
         let (job_id, ..) = self
-            .manager
+            .manager()
             .enqueue_unit_job(unit.to_string(), "start".into(), "replace".into())
             .await
             .map_err(|e| enqueue_error(unit, JobKind::Start, e))?;

@@ -34,7 +34,7 @@ impl Bus {
     /// Every logind session with the properties guards and idle automation
     /// read: one `ListSessions`, then one `GetAll` each.
     pub async fn sessions(&self) -> Result<Vec<SessionInfo>, SystemdError> {
-        let login = LoginManagerProxy::builder(&self.conn)
+        let login = LoginManagerProxy::builder(&self.conn())
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
             .await
@@ -45,7 +45,7 @@ impl Bus {
             .map_err(|e| SystemdError::call("ListSessions", e))?;
         let mut sessions = Vec::with_capacity(listed.len());
         for (id, uid, user, seat, path) in listed {
-            let proxy = zbus::fdo::PropertiesProxy::builder(&self.conn)
+            let proxy = zbus::fdo::PropertiesProxy::builder(&self.conn())
                 .destination("org.freedesktop.login1")
                 .path(path)
                 .cache_properties(zbus::proxy::CacheProperties::No)

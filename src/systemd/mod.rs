@@ -4,6 +4,7 @@
 
 mod jobs;
 mod login;
+mod notify;
 mod slices;
 mod units;
 
@@ -13,6 +14,8 @@ use zbus::Connection;
 use zbus_systemd::systemd1::{JobRemovedStream, ManagerProxy};
 
 pub use jobs::JobKind;
+pub use notify::Notifier;
+pub use units::ServiceEnd;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
@@ -41,11 +44,29 @@ impl SystemdError {
 
 /// A connection to the system bus with systemd's manager at hand.
 pub struct Bus {
-    conn: Connection,
-    manager: ManagerProxy<'static>,
+    /// Replaced when the bus went away and came back (`reconnect`).
+    link: std::sync::Mutex<Link>,
     /// `JobRemoved` signals, subscribed on the first job and kept, so no
     /// signal is missed between one job and the next.
     job_removed: tokio::sync::Mutex<Option<JobRemovedStream>>,
+}
+
+#[derive(Clone)]
+struct Link {
+    conn: Connection,
+    manager: ManagerProxy<'static>,
+}
+
+async fn link() -> Result<Link, SystemdError> {
+    let conn = Connection::system()
+        .await
+        .map_err(|e| SystemdError::Unreachable(e.to_string()))?;
+    let manager = ManagerProxy::builder(&conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .map_err(|e| SystemdError::Unreachable(e.to_string()))?;
+    Ok(Link { conn, manager })
 }
 
 impl Bus {
@@ -54,19 +75,73 @@ impl Bus {
         if !Path::new("/run/systemd/system").exists() {
             return Err(SystemdError::NotInit);
         }
-        let conn = Connection::system()
-            .await
-            .map_err(|e| SystemdError::Unreachable(e.to_string()))?;
-        let manager = ManagerProxy::builder(&conn)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .map_err(|e| SystemdError::Unreachable(e.to_string()))?;
         Ok(Self {
-            conn,
-            manager,
+            link: std::sync::Mutex::new(link().await?),
             job_removed: tokio::sync::Mutex::new(None),
         })
+    }
+
+    fn link(&self) -> Link {
+        match self.link.lock() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn conn(&self) -> Connection {
+        self.link().conn
+    }
+
+    fn manager(&self) -> ManagerProxy<'static> {
+        self.link().manager
+    }
+
+    /// Whether systemd answers on this connection (within two seconds).
+    pub async fn alive(&self) -> bool {
+        let manager = self.manager();
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), manager.version()).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// The bus went away: connect again, trying for up to `within`; how
+    /// long it took. Signals of the old connection are dropped with it.
+    pub async fn reconnect(
+        &self,
+        within: std::time::Duration,
+    ) -> Result<std::time::Duration, SystemdError> {
+        let deadline = mode_guards::Deadline::after(within);
+        let started = std::time::Instant::now();
+        loop {
+            match link().await {
+                Ok(new) => {
+                    let probe = new.manager.clone();
+                    let answers = matches!(
+                        tokio::time::timeout(std::time::Duration::from_secs(2), probe.version())
+                            .await,
+                        Ok(Ok(_))
+                    );
+                    if answers {
+                        *self.job_removed.lock().await = None;
+                        match self.link.lock() {
+                            Ok(mut l) => *l = new,
+                            Err(poisoned) => *poisoned.into_inner() = new,
+                        }
+                        return Ok(started.elapsed());
+                    }
+                }
+                Err(e) if deadline.passed() => return Err(e),
+                Err(_) => {}
+            }
+            if deadline.passed() {
+                return Err(SystemdError::Unreachable(format!(
+                    "systemd did not answer for {} s",
+                    within.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
 }
 
@@ -74,7 +149,7 @@ impl Bus {
     /// Ask systemd to send its signals to this connection (once is enough:
     /// a second ask is answered `AlreadySubscribed`, which is fine).
     async fn subscribe(&self) -> Result<(), SystemdError> {
-        match self.manager.subscribe().await {
+        match self.manager().subscribe().await {
             Ok(()) => Ok(()),
             Err(zbus::Error::MethodError(name, _, _))
                 if name.as_str().ends_with(".AlreadySubscribed") =>
@@ -92,11 +167,11 @@ impl Bus {
         P: From<zbus::Proxy<'static>> + zbus::proxy::Defaults,
     {
         let path = self
-            .manager
+            .manager()
             .load_unit(unit.to_string())
             .await
             .map_err(|e| SystemdError::call(format!("LoadUnit {unit}"), e))?;
-        zbus::proxy::Builder::<P>::new(&self.conn)
+        zbus::proxy::Builder::<P>::new(&self.conn())
             .destination("org.freedesktop.systemd1")
             .path(path)
             .cache_properties(zbus::proxy::CacheProperties::No)

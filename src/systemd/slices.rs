@@ -76,7 +76,7 @@ impl Bus {
         slice: &str,
         budget: &SliceBudget,
     ) -> Result<(), SystemdError> {
-        self.manager
+        self.manager()
             .set_unit_properties(slice.to_string(), true, properties(budget)?)
             .await
             .map_err(|e| SystemdError::call(format!("SetUnitProperties {slice}"), e))

@@ -2,8 +2,9 @@
 # greetd 0.9 (its package makes display-manager.service a symlink alias to
 # greetd.service, Debian's way) whose initial session logs alice in and starts
 # sway 1.7 headless; test-greeter, a greeter speaking greetd-ipc, for logins
-# through start_session. See ../shared/design/real-stack/README.md.
-packages=(greetd sway perl)
+# through start_session; mako, a real notification daemon for that session.
+# See ../shared/design/real-stack/README.md.
+packages=(greetd sway perl mako-notifier dbus-bin)
 setup() {
   local root=$1
   chroot "$root" useradd -m -u 1000 -s /bin/sh alice

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Responses larger than this are refused (metrics pages are a few hundred KiB).
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -97,17 +97,24 @@ impl HttpUrl {
 
 /// GET `url`, the whole exchange bounded by `timeout`.
 pub fn get(url: &HttpUrl, timeout: Duration) -> Result<HttpResponse, HttpError> {
-    request("GET", url, timeout)
+    send("GET", url, None, timeout)
 }
 
 /// POST to `url` with an empty body (vLLM's `/pause`, `/resume`), the whole
 /// exchange bounded by `timeout`.
 pub fn post(url: &HttpUrl, timeout: Duration) -> Result<HttpResponse, HttpError> {
-    request("POST", url, timeout)
+    send("POST", url, None, timeout)
 }
 
-fn request(method: &str, url: &HttpUrl, timeout: Duration) -> Result<HttpResponse, HttpError> {
-    let deadline = Instant::now() + timeout;
+/// `method` to `url` with an optional body and its content type, the
+/// whole exchange bounded by `timeout`.
+pub fn send(
+    method: &str,
+    url: &HttpUrl,
+    body: Option<(&str, &[u8])>,
+    timeout: Duration,
+) -> Result<HttpResponse, HttpError> {
+    let deadline = crate::Deadline::after(timeout);
     let text_url = url.to_url();
     let io = |e: std::io::Error| -> HttpError {
         if matches!(
@@ -127,17 +134,28 @@ fn request(method: &str, url: &HttpUrl, timeout: Duration) -> Result<HttpRespons
     };
     let mut stream = connect(url, timeout)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let content = match body {
+        Some((kind, bytes)) => format!(
+            "Content-Type: {kind}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ),
+        None if method == "GET" => String::new(),
+        None => "Content-Length: 0\r\n".into(),
+    };
     let request = format!(
-        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mode-controller\r\nAccept: */*\r\n{}Connection: close\r\n\r\n",
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mode-controller\r\nAccept: application/json, */*\r\n{content}Connection: close\r\n\r\n",
         url.path,
-        url.authority(),
-        if method == "POST" { "Content-Length: 0\r\n" } else { "" }
+        url.authority()
     );
-    stream.write_all(request.as_bytes()).map_err(io)?;
+    let mut request = request.into_bytes();
+    if let Some((_, bytes)) = body {
+        request.extend_from_slice(bytes);
+    }
+    stream.write_all(&request).map_err(io)?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.left();
         if left.is_zero() {
             return Err(HttpError::Timeout {
                 url: text_url.clone(),

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -167,7 +167,7 @@ pub fn read_graphs(
     users: &[(u32, PathBuf)],
     deadline: Duration,
 ) -> Vec<(u32, GraphReading)> {
-    let until = Instant::now() + deadline;
+    let until = crate::Deadline::after(deadline);
     let started: Vec<(u32, Result<Running, GraphError>)> = users
         .iter()
         .map(|(uid, socket)| (*uid, Running::start(pw_dump, socket)))
@@ -232,11 +232,11 @@ impl Running {
         })
     }
 
-    fn finish(mut self, until: Instant, deadline: Duration) -> Result<String, GraphError> {
+    fn finish(mut self, until: crate::Deadline, deadline: Duration) -> Result<String, GraphError> {
         let status = loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() >= until => {
+                Ok(None) if until.passed() => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
                     return Err(GraphError::Deadline { after: deadline });
