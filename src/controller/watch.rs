@@ -108,8 +108,15 @@ pub async fn watch(
 pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
     let started =
         now.observed == ObservedMode::Transitioning && last.observed != ObservedMode::Transitioning;
-    let new_record =
-        now.transition.as_ref().map(|t| &t.id) != last.transition.as_ref().map(|t| &t.id);
+    // A record is news once it is finished: it is written `in-progress`
+    // before its first step, and finished under the same id.
+    let finished = |s: &Snapshot| {
+        s.transition
+            .as_ref()
+            .filter(|t| t.outcome != "in-progress")
+            .map(|t| t.id.clone())
+    };
+    let new_record = finished(now).is_some() && finished(now) != finished(last);
     if new_record {
         let t = now.transition.as_ref()?;
         return Some(match t.outcome.as_str() {
@@ -142,10 +149,50 @@ pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
         });
     }
     started.then(|| {
-        let to = now
-            .desired
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| "another mode".into());
+        // The desired mode changes only once a switch converged: the
+        // target is the one the running transition recorded.
+        let running = now
+            .transition
+            .as_ref()
+            .filter(|t| t.outcome == "in-progress")
+            .map(|t| t.to.clone());
+        let to = running.unwrap_or_else(|| "another mode".into());
         (format!("Switching to {to}"), now.reason.clone(), false)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(observed: ObservedMode, outcome: Option<&str>) -> Snapshot {
+        Snapshot {
+            observed,
+            reason: String::new(),
+            desired: Some(Mode::Desktop),
+            transition: outcome.map(|o| LastTransition {
+                id: "t2".into(),
+                from: "desktop".into(),
+                to: "compute".into(),
+                outcome: o.into(),
+                requested_by: "cli uid=0".into(),
+                error: None,
+            }),
+            blockers: vec![],
+            drift: vec![],
+        }
+    }
+
+    #[test]
+    fn a_journaled_switch_is_news_when_it_starts_and_when_it_finishes() {
+        let idle = snap(ObservedMode::Desktop, None);
+        let running = snap(ObservedMode::Transitioning, Some("in-progress"));
+        let done = snap(ObservedMode::Compute, Some("converged"));
+        let (title, _, _) = news(&idle, &running).expect("a start is news");
+        assert_eq!(title, "Switching to compute", "the running record's target");
+        assert_eq!(news(&running, &running), None);
+        let (title, _, _) = news(&running, &done).expect("its end is news");
+        assert_eq!(title, "Now in compute");
+        assert_eq!(news(&done, &done), None);
+    }
 }
