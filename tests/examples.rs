@@ -50,3 +50,22 @@ fn every_example_in_docs_is_valid() {
     }
     assert!(n >= 1);
 }
+
+#[test]
+fn the_shell_completions_and_help_offer_the_mode_words() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mode"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        script.contains("desktop studio-local compute"),
+        "the words are offered"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mode"))
+        .args(["dry-run", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("[possible values: desktop, studio-local, compute]"));
+}

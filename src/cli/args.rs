@@ -139,3 +139,15 @@ pub enum ConfigCommand {
     /// Print the built-in default configuration.
     Defaults,
 }
+
+/// The mode words as clap's choices, so `--help` lists them and the shell
+/// completions offer them.
+impl clap::ValueEnum for Mode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Mode::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.word()))
+    }
+}

@@ -108,55 +108,49 @@ pub async fn watch(
 pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
     let started =
         now.observed == ObservedMode::Transitioning && last.observed != ObservedMode::Transitioning;
-    // A record is news once it is finished: it is written `in-progress`
-    // before its first step, and finished under the same id.
-    let finished = |s: &Snapshot| {
+    // A record is new when its id or its outcome is: a transition's record
+    // is written in progress first, then finished under the same id.
+    let record = |s: &Snapshot| {
         s.transition
             .as_ref()
-            .filter(|t| t.outcome != "in-progress")
-            .map(|t| t.id.clone())
+            .map(|t| (t.id.clone(), t.outcome.clone()))
     };
-    let new_record = finished(now).is_some() && finished(now) != finished(last);
-    if new_record {
+    if record(now) != record(last) {
         let t = now.transition.as_ref()?;
-        return Some(match t.outcome.as_str() {
-            "converged" => (
+        let why: String = t
+            .error
+            .clone()
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
+        return match t.outcome.as_str() {
+            "in-progress" => Some((
+                format!("Switching to {}", t.to),
+                format!("asked by {}", t.requested_by),
+                false,
+            )),
+            "noop" => None,
+            "converged" => Some((
                 format!("Now in {}", t.to),
                 format!("{} -> {}, asked by {}", t.from, t.to, t.requested_by),
                 false,
-            ),
-            "noop" => return None,
-            "refused" => (
-                format!("{} refused", t.to),
-                t.error
-                    .clone()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect(),
-                true,
-            ),
-            other => (
-                format!("Switch to {} {other}", t.to),
-                t.error
-                    .clone()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect(),
-                true,
-            ),
-        });
+            )),
+            "refused" => Some((format!("{} refused", t.to), why, true)),
+            other => Some((format!("Switch to {} {other}", t.to), why, true)),
+        };
     }
     started.then(|| {
         // The desired mode changes only once a switch converged: the
-        // target is the one the running transition recorded.
+        // target is the running transition's, once its record is written.
         let running = now
             .transition
             .as_ref()
             .filter(|t| t.outcome == "in-progress")
             .map(|t| t.to.clone());
-        let to = running.unwrap_or_else(|| "another mode".into());
+        let to = running
+            .or_else(|| now.desired.map(|m| m.to_string()))
+            .unwrap_or_else(|| "another mode".into());
         (format!("Switching to {to}"), now.reason.clone(), false)
     })
 }
@@ -165,18 +159,18 @@ pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
 mod tests {
     use super::*;
 
-    fn snap(observed: ObservedMode, outcome: Option<&str>) -> Snapshot {
+    fn snap(observed: ObservedMode, id: &str, outcome: &str) -> Snapshot {
         Snapshot {
             observed,
-            reason: String::new(),
-            desired: Some(Mode::Desktop),
-            transition: outcome.map(|o| LastTransition {
-                id: "t2".into(),
+            reason: "r".into(),
+            desired: Some(Mode::Compute),
+            transition: (!id.is_empty()).then(|| LastTransition {
+                id: id.into(),
                 from: "desktop".into(),
                 to: "compute".into(),
-                outcome: o.into(),
+                outcome: outcome.into(),
                 requested_by: "cli uid=0".into(),
-                error: None,
+                error: Some("graphical_session_absent: session 2 of alice".into()),
             }),
             blockers: vec![],
             drift: vec![],
@@ -184,15 +178,35 @@ mod tests {
     }
 
     #[test]
-    fn a_journaled_switch_is_news_when_it_starts_and_when_it_finishes() {
-        let idle = snap(ObservedMode::Desktop, None);
-        let running = snap(ObservedMode::Transitioning, Some("in-progress"));
-        let done = snap(ObservedMode::Compute, Some("converged"));
-        let (title, _, _) = news(&idle, &running).expect("a start is news");
-        assert_eq!(title, "Switching to compute", "the running record's target");
-        assert_eq!(news(&running, &running), None);
-        let (title, _, _) = news(&running, &done).expect("its end is news");
-        assert_eq!(title, "Now in compute");
-        assert_eq!(news(&done, &done), None);
+    fn news_is_a_start_an_outcome_or_nothing() {
+        let before = snap(ObservedMode::Desktop, "t1", "converged");
+        let moving = snap(ObservedMode::Transitioning, "t1", "converged");
+        assert_eq!(
+            news(&before, &moving).map(|n| n.0),
+            Some("Switching to compute".into())
+        );
+        let refused = snap(ObservedMode::Desktop, "t2", "refused");
+        let (summary, body, urgent) = news(&before, &refused).unwrap();
+        assert_eq!(summary, "compute refused");
+        assert!(body.contains("session 2 of alice") && urgent);
+        let failed = snap(ObservedMode::Desktop, "t2", "failed");
+        assert_eq!(
+            news(&before, &failed).map(|n| n.0),
+            Some("Switch to compute failed".into())
+        );
+        // The record of one transition: in progress, then converged.
+        let started = snap(ObservedMode::Transitioning, "t3", "in-progress");
+        assert_eq!(
+            news(&before, &started).map(|n| n.0),
+            Some("Switching to compute".into())
+        );
+        let done = snap(ObservedMode::Compute, "t3", "converged");
+        assert_eq!(
+            news(&started, &done).map(|n| n.0),
+            Some("Now in compute".into())
+        );
+        let noop = snap(ObservedMode::Desktop, "t2", "noop");
+        assert_eq!(news(&before, &noop), None);
+        assert_eq!(news(&before, &before.clone()), None, "no change, no news");
     }
 }
