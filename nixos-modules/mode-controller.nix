@@ -30,6 +30,9 @@
 # - `mode-controller@.service` and `mode-idle-check.service` have
 #   `restartIfChanged = false`: a switch does not kill a transition in
 #   flight, nor an idle check waiting for the compute request it made.
+# - The workloads (`workloads`: the services of the modes' start lists, the
+#   vLLM profile template) get `restartIfChanged = false`: a switch in a mode
+#   that runs them does not restart them with no drain.
 # - Slice budgets are set at run time over D-Bus (runtime drop-ins under
 #   /run/systemd/system.control), which a daemon-reload keeps.
 {
@@ -170,8 +173,20 @@ let
         default = null;
         example = 300;
         description = ''
-          How long vLLM may take to finish its running and waiting requests
-          before it is stopped anyway; the timeout is recorded (built-in: 120).
+          How long vLLM may take, paused, to finish its running requests
+          (and those queued before the pause) before it is stopped anyway;
+          the timeout is recorded (built-in: 120).
+        '';
+      };
+      vllm_unreadable = lib.mkOption {
+        type = lib.types.nullOr (lib.types.enum [ "rollback" "stop" ]);
+        default = null;
+        example = "stop";
+        description = ''
+          When vLLM's queue cannot be read during the drain (a `/metrics`
+          scrape that fails or times out): `"rollback"` fails the step, rolls
+          back and resumes vLLM; `"stop"` stops it anyway with a warning in
+          the record (built-in: `"rollback"`).
         '';
       };
     };
@@ -214,9 +229,11 @@ let
           "0000:41:00.0"
         ];
         description = ''
-          Every GPU, by PCI address or UUID, in the order CUDA numbers them.
-          The one named by `guard_settings.gpu.display_gpu` drives the
-          display.
+          Every GPU, all by PCI address or all by UUID, in any order: the
+          controller writes PCI-ordered indices with
+          `CUDA_DEVICE_ORDER=PCI_BUS_ID`, or the UUIDs, so CUDA and NVML
+          agree. The one named by `guard_settings.gpu.display_gpu` drives
+          the display.
         '';
       };
       compute = lib.mkOption {
@@ -365,6 +382,11 @@ let
         keep_running = cfg.keepRunning;
         capability_placement = cfg.capabilityPlacement;
         boot_mode = cfg.bootMode;
+        # audio_idle reads each user's PipeWire graph with this pw-dump
+        # (the service's PATH has no PipeWire); a setting of its own wins.
+        guard_settings = lib.recursiveUpdate {
+          audio.pw_dump = "${pkgs.pipewire}/bin/pw-dump";
+        } (cfg.settings.guard_settings or { });
       }
     )
     // {
@@ -410,7 +432,12 @@ let
     UMask = "0022";
     NoNewPrivileges = true;
     ProtectSystem = "strict";
-    ProtectHome = true;
+    # Home directories stay hidden; /run/user comes back read-only, because
+    # audio_idle connects to each user's PipeWire socket
+    # (/run/user/UID/pipewire-0) to read its graph (ProtectHome = true hides
+    # it; connecting to a socket on a read-only mount works).
+    ProtectHome = "tmpfs";
+    BindReadOnlyPaths = [ "-/run/user" ];
     # NVML opens /dev/nvidia*; the holder scan reads device links in /proc.
     PrivateDevices = false;
     ProtectControlGroups = true;
@@ -559,6 +586,30 @@ in
           systemd time span. The first check runs five minutes after boot.
         '';
       };
+    };
+
+    workloads = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default =
+        let
+          named = lib.concatMap (m: m.start or [ ]) (lib.attrValues (cfg.settings.modes or { }));
+          profiles = lib.optional (cfg.settings.vllm_profiles or null != null) "vllm@.service";
+        in
+        lib.unique (lib.filter (u: lib.hasSuffix ".service" u) (named ++ profiles));
+      defaultText = lib.literalMD "every service in the modes' `start` lists, and `vllm@.service` with vLLM profiles";
+      example = [
+        "vllm.service"
+        "train@.service"
+      ];
+      description = ''
+        Services the controller drains, stops and starts (or templates of
+        them): they get `restartIfChanged = false`, so `nixos-rebuild
+        switch` in a mode that runs them never restarts them behind the
+        controller's back, without a drain. A changed definition takes
+        effect when the controller next starts them (leave the mode and
+        come back: `mode request desktop`, then `mode request compute`).
+        Each must be defined in `systemd.services` (or a package's unit).
+      '';
     };
 
     keepRunning = lib.mkOption {
@@ -738,7 +789,7 @@ in
               a plain compute workload (`guard_settings.vllm.unit`, wanted
               by `compute.target`). With profiles the controller starts and
               stops `vllm@compute.service` and `vllm@desktop.service` itself
-              and writes each one's `CUDA_VISIBLE_DEVICES` and memory share
+              and writes each one's `CUDA_DEVICE_ORDER`/`CUDA_VISIBLE_DEVICES` and memory share
               to `/run/mode-controller/vllm-PROFILE.env`; the configuration
               declares the `vllm@` template that reads it (see
               `docs/nixos.md`).
@@ -800,7 +851,7 @@ in
     };
   };
 
-  config = lib.mkIf cfg.enable {
+  config = lib.mkIf cfg.enable (lib.mkMerge [ {
     assertions =
       let
         at = mode: field: "services.modeController.settings.modes.${mode}.${field}";
@@ -1088,7 +1139,18 @@ in
     # blocks the switch). Stronger than the display managers' plain
     # definition, weaker than lib.mkForce.
     systemd.defaultUnit = lib.mkIf (cfg.defaultMode == "compute") (lib.mkOverride 90 "multi-user.target");
-  };
+  }
+  {
+    # Workloads are never restarted by a switch: a changed vLLM would be
+    # stopped mid-request with no drain (see docs/nixos.md).
+    systemd.services = lib.listToAttrs (
+      map (unit: {
+        name = lib.removeSuffix ".service" unit;
+        value.restartIfChanged = lib.mkDefault false;
+      }) cfg.workloads
+    );
+  }
+  ]);
 
   meta.maintainers = [ ];
 }

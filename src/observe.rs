@@ -116,8 +116,20 @@ pub fn mismatches(
     let running = |name: &str| find(units, name).is_some_and(is_running);
     let mut wrong = Vec::new();
     let must_run = std::iter::once(&m.target).chain(&m.start).chain(&m.overlay);
+    // A vLLM profile's unit that has simply not been started yet (boot does
+    // not start it; the next switch does) leaves the mode what it is; one
+    // that failed does not.
+    let profile_units = if config.vllm_profiles.is_some() {
+        config.vllm_units()
+    } else {
+        vec![]
+    };
+    let not_started = |name: &str| {
+        profile_units.iter().any(|u| u == name)
+            && find(units, name).is_none_or(|u| u.active_state == "inactive")
+    };
     for name in must_run {
-        if !running(name) {
+        if !running(name) && !not_started(name) {
             wrong.push((name.clone(), state_of(name), "active"));
         }
     }
@@ -134,6 +146,23 @@ pub fn mismatches(
 }
 
 impl Observation {
+    /// The vLLM profile units `to` runs that are not running now (inactive
+    /// or failed): a switch to `to` starts them.
+    pub fn profile_units_not_running(&self, to: Mode, config: &Config) -> Vec<String> {
+        if config.vllm_profiles.is_none() {
+            return vec![];
+        }
+        let profile_units = config.vllm_units();
+        config
+            .mode(to)
+            .start
+            .iter()
+            .filter(|u| profile_units.contains(u))
+            .filter(|u| !find(&self.units, u).is_some_and(is_running))
+            .cloned()
+            .collect()
+    }
+
     /// The workloads that drifted into this mode: what clearing it stops.
     pub fn strays(&self) -> Vec<String> {
         self.drift.iter().filter_map(|d| d.unit.clone()).collect()

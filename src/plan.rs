@@ -31,6 +31,11 @@ pub enum Step {
         unit: String,
         timeout_secs: u64,
     },
+    /// Reopen a vLLM server paused by a drain, right before it stops (into
+    /// its own graceful stop) or on a rollback: the requests it held go on.
+    ResumeVllm {
+        unit: String,
+    },
     /// Handle the user jobs in a slice by the mode's drain policy.
     DrainJobs {
         unit: String,
@@ -81,6 +86,7 @@ impl Step {
             Step::Start { .. } => "start",
             Step::Check { .. } => "check",
             Step::DrainVllm { .. } => "drain-vllm",
+            Step::ResumeVllm { .. } => "resume-vllm",
             Step::DrainJobs { .. } => "drain-jobs",
             Step::Settle { .. } => "settle",
             Step::SlurmDrain { .. } => "slurm-drain",
@@ -93,7 +99,10 @@ impl Step {
 
     pub fn unit(&self) -> &str {
         match self {
-            Step::SetBudget { unit, .. } | Step::Stop { unit } | Step::Start { unit } => unit,
+            Step::SetBudget { unit, .. }
+            | Step::Stop { unit }
+            | Step::Start { unit }
+            | Step::ResumeVllm { unit } => unit,
             Step::Check { guard } => guard,
             Step::DrainVllm { unit, .. } | Step::DrainJobs { unit, .. } => unit,
             Step::Settle { unit, .. } => unit,
@@ -118,8 +127,11 @@ impl Step {
                 format!("check {guard} (hard; waits for it within its timeout)")
             }
             Step::DrainVllm { unit, timeout_secs } => format!(
-                "drain {unit}: wait up to {timeout_secs} s for its running and waiting requests to reach 0"
+                "drain {unit}: pause it (POST /pause?mode=wait: new requests are held), then wait up to {timeout_secs} s in all for its running requests to finish"
             ),
+            Step::ResumeVllm { unit } => {
+                format!("resume {unit} (POST /resume: the requests it held go on)")
+            }
             Step::DrainJobs { unit, policy } => match policy.jobs {
                 JobPolicy::Checkpoint => format!(
                     "checkpoint the user jobs in {unit}: send {}, allow {} s, then stop their units",
@@ -385,15 +397,102 @@ pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
     let steps = if moves.is_empty() {
         moves
     } else {
-        [
-            drains(config, from.as_mode(), to),
-            budgets(config, to),
-            settle(config, to, moves),
-            announce(config, to),
-        ]
-        .concat()
+        let drains = drains(config, from.as_mode(), to);
+        // A drained vLLM unit that `to` stops is stopped even where the
+        // moves do not stop it (desktop -> studio-local only adds the
+        // overlay); the plain vLLM unit stops with compute.target.
+        let stop_drained: Vec<Step> = drains
+            .iter()
+            .filter_map(|s| match s {
+                Step::DrainVllm { unit, .. }
+                    if config.mode(to).stop.contains(unit)
+                        && !moves
+                            .iter()
+                            .any(|m| matches!(m, Step::Stop { unit: u } if u == unit)) =>
+                {
+                    Some(Step::Stop { unit: unit.clone() })
+                }
+                _ => None,
+            })
+            .collect();
+        reopen_before_stop(
+            config,
+            [
+                drains,
+                budgets(config, to),
+                settle(config, to, [stop_drained, moves].concat()),
+                announce(config, to),
+            ]
+            .concat(),
+        )
     };
     Plan { from, to, steps }
+}
+
+/// A drained vLLM is resumed right before the step that stops it (its own
+/// stop, or compute's target, which it is part of). A paused vLLM holds the
+/// requests that arrived after the door closed without ever answering them,
+/// and stopping it then drops them (the real server answered HTTP 500 or
+/// closed the connection with no answer); resumed a moment before the
+/// SIGTERM they start, and its own graceful stop (`--shutdown-timeout`)
+/// finishes them while refusing newer ones with HTTP 500.
+fn reopen_before_stop(config: &Config, mut steps: Vec<Step>) -> Vec<Step> {
+    let drained: Vec<String> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::DrainVllm { unit, .. } => Some(unit.clone()),
+            _ => None,
+        })
+        .collect();
+    let compute_target = &config.modes.compute.target;
+    for unit in drained {
+        let stop_at = steps
+            .iter()
+            .position(|s| matches!(s, Step::Stop { unit: u } if *u == unit || u == compute_target));
+        if let Some(at) = stop_at {
+            steps.insert(at, Step::ResumeVllm { unit });
+        }
+    }
+    steps
+}
+
+/// `plan` plus a start of each of `missing` (vLLM profile units of `to`
+/// that are not running: boot does not start them, so a desktop whose
+/// opt-in AI was never started is still desktop, and asking for desktop
+/// starts it) that the plan does not start already.
+pub fn with_missing_starts(mut p: Plan, config: &Config, missing: &[String]) -> Plan {
+    let new: Vec<Step> = missing
+        .iter()
+        .filter(|u| {
+            !p.steps
+                .iter()
+                .any(|s| matches!(s, Step::Start { unit } if unit == *u))
+        })
+        .map(|unit| Step::Start { unit: unit.clone() })
+        .collect();
+    if new.is_empty() {
+        return p;
+    }
+    // Before the settle step (which then watches them too), or before the
+    // announcements, or at the end with a settle step of their own.
+    let at = p
+        .steps
+        .iter()
+        .position(|s| {
+            matches!(
+                s,
+                Step::Settle { .. } | Step::SlurmResume { .. } | Step::Exec { .. }
+            )
+        })
+        .unwrap_or(p.steps.len());
+    let has_settle = p.steps.iter().any(|s| matches!(s, Step::Settle { .. }));
+    let insert = if has_settle {
+        new
+    } else {
+        settle(config, p.to, new)
+    };
+    p.steps.splice(at..at, insert);
+    p
 }
 
 /// `plan`, clearing drift first: outside compute, every compute workload in
@@ -413,7 +512,7 @@ pub fn plan_clearing(from: ObservedMode, to: Mode, config: &Config, strays: &[St
         });
         drain.into_iter().chain([Step::Stop { unit: unit.clone() }])
     });
-    p.steps = clear.chain(p.steps).collect();
+    p.steps = reopen_before_stop(config, clear.chain(p.steps).collect());
     p
 }
 
@@ -496,6 +595,31 @@ mod tests {
     }
 
     #[test]
+    fn desktop_to_studio_stops_the_drained_desktop_profile() {
+        let mut c = defaults();
+        c.modes.desktop.start.push("vllm@desktop.service".into());
+        c.modes
+            .studio_local
+            .stop
+            .push("vllm@desktop.service".into());
+        c.vllm_profiles = Some(crate::config::VllmProfiles::default());
+        c.vllm_profiles.as_mut().unwrap().gpus = vec!["0000:01:00.0".into(), "0000:41:00.0".into()];
+        c.vllm_profiles.as_mut().unwrap().desktop.enabled = true;
+        c.guard_settings.gpu.display_gpu = Some("0000:01:00.0".into());
+        let p = plan(ObservedMode::Desktop, Mode::StudioLocal, &c);
+        let w: Vec<String> = p
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.action(), s.unit()))
+            .collect();
+        let drain = w
+            .iter()
+            .position(|s| s == "drain-vllm vllm@desktop.service");
+        let stop = w.iter().position(|s| s == "stop vllm@desktop.service");
+        assert!(drain.is_some() && stop.is_some() && drain < stop, "{w:?}");
+    }
+
+    #[test]
     fn switching_vllm_profile_drains_the_old_one_then_starts_the_new_one() {
         let text = r#"{"version": 1,
             "guard_settings": {"gpu": {"display_gpu": "0000:01:00.0"}},
@@ -553,6 +677,8 @@ mod tests {
         assert_eq!(
             words(&run(Mode::Compute, Mode::Desktop)),
             [
+                // Reopened into its own graceful stop: what it held starts.
+                "resume-vllm vllm.service",
                 "stop compute.target",
                 "start desktop.target",
                 "start graphical.target",
@@ -716,7 +842,14 @@ mod tests {
             .iter()
             .map(|s| format!("{} {}", s.action(), s.unit()))
             .collect();
-        assert_eq!(actions, ["drain-vllm vllm.service", "stop vllm.service"]);
+        assert_eq!(
+            actions,
+            [
+                "drain-vllm vllm.service",
+                "resume-vllm vllm.service",
+                "stop vllm.service"
+            ]
+        );
         let p = plan_clearing(ObservedMode::Desktop, Mode::Compute, &defaults(), &strays);
         assert_eq!(p, run(Mode::Desktop, Mode::Compute));
     }

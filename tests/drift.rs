@@ -39,7 +39,14 @@ fn a_vllm_started_by_hand_in_desktop_is_drift_that_reconcile_drains_and_stops() 
     let r = c.mode("--json reconcile");
     assert_eq!(r.code, 0, "{r:?}");
     let steps = common::step_words(&r.json());
-    assert_eq!(steps, ["drain-vllm vllm.service", "stop vllm.service"]);
+    assert_eq!(
+        steps,
+        [
+            "drain-vllm vllm.service",
+            "resume-vllm vllm.service",
+            "stop vllm.service"
+        ]
+    );
     assert_eq!(c.state("vllm.service"), "inactive");
     assert!(!c.mode("status").stdout.contains("drift:"));
     assert_eq!(

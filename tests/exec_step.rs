@@ -85,6 +85,6 @@ fn a_hook_others_could_rewrite_is_not_run() {
         "{}",
         r.stderr
     );
-    assert_eq!(c.mode("current").stdout.trim(), "desktop");
+    assert_eq!(c.state("desktop.target"), "active", "nothing was switched");
     assert_eq!(c.sh("test -e /run/ran").code, 1, "it never ran");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{step_words, Container};
+use common::{entry, step_words, Container};
 
 const PROFILES: &str = r#"{
   "version": 1,
@@ -19,8 +19,8 @@ fn each_mode_runs_its_vllm_profile_on_its_gpus() {
     c.write("/etc/mode-controller/config.json", PROFILES);
     assert_eq!(
         c.mode("current").stdout.trim(),
-        "failed-transition",
-        "desktop AI is not running yet"
+        "desktop",
+        "a healthy desktop whose opt-in AI has not been started yet"
     );
 
     let r = c.mode("request desktop");
@@ -57,6 +57,22 @@ fn each_mode_runs_its_vllm_profile_on_its_gpus() {
         "every GPU in compute"
     );
 
+    // A training unit reads the GPUs of the mode it starts in, by PCI order.
+    let train = |name: &str| {
+        let r = c.sh(&format!(
+            "systemd-run --unit={name} -p EnvironmentFile=/run/mode-controller/training.env \
+             sh -c 'echo \"$CUDA_DEVICE_ORDER $CUDA_VISIBLE_DEVICES\" > /run/{name}.gpus; exec sleep infinity'"
+        ));
+        assert_eq!(r.code, 0, "{r:?}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        c.read(&format!("/run/{name}.gpus"))
+    };
+    assert_eq!(
+        train("train-compute"),
+        "PCI_BUS_ID 0,1\n",
+        "every GPU in compute"
+    );
+
     let placement: serde_json::Value =
         serde_json::from_str(&c.read("/run/mode-controller/capability-placement.json")).unwrap();
     assert_eq!(placement["vllm"], "local");
@@ -69,4 +85,81 @@ fn each_mode_runs_its_vllm_profile_on_its_gpus() {
     assert_eq!(c.mode("request desktop").code, 0);
     assert_eq!(c.state("vllm@compute.service"), "inactive");
     assert_eq!(c.state("vllm@desktop.service"), "active");
+    assert_eq!(
+        train("train-desktop"),
+        "PCI_BUS_ID 1\n",
+        "not the display GPU outside compute"
+    );
+}
+
+#[test]
+fn desktop_to_studio_drains_and_stops_the_desktop_profile() {
+    let c = Container::boot();
+    c.write("/etc/mode-controller/config.json", PROFILES);
+    assert_eq!(c.mode("request desktop").code, 0);
+    assert_eq!(c.state("vllm@desktop.service"), "active");
+
+    let r = c.mode("request studio-local --json");
+    assert_eq!(r.code, 0, "{r:?}");
+    let actions = step_words(&r.json());
+    let drained = actions
+        .iter()
+        .position(|a| a == "drain-vllm vllm@desktop.service")
+        .unwrap();
+    let stopped = actions
+        .iter()
+        .position(|a| a == "stop vllm@desktop.service")
+        .unwrap_or_else(|| panic!("never stopped: {actions:?}"));
+    assert!(drained < stopped, "{actions:?}");
+    assert_eq!(c.state("vllm@desktop.service"), "inactive");
+    assert_eq!(c.mode("current").stdout.trim(), "studio-local");
+}
+
+#[test]
+fn profile_units_are_workloads_not_user_jobs_and_their_queue_is_what_vllm_drainable_reads() {
+    let c = Container::boot();
+    c.write("/etc/mode-controller/config.json", PROFILES);
+    // vllm@compute serves on the endpoint with two requests running.
+    c.write("/run/vllm-standin/running", "2\n");
+    c.write(
+        "/run/systemd/system/vllm@compute.service.d/standin.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/bin/perl /opt/mode-test/vllm-standin.pl 8000\n",
+    );
+    assert_eq!(c.sh("systemctl daemon-reload").code, 0);
+    assert_eq!(c.mode("request compute").code, 0);
+    let up = c.sh(
+        "bash -c 'for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/8000) 2>/dev/null && exit 0; sleep 0.05; done; exit 1'",
+    );
+    assert_eq!(up.code, 0, "{up:?}");
+
+    let d = c.mode("dry-run desktop --json");
+    let guards = d.json()["guards"].clone();
+    let jobs = entry(&guards, "guards", "name", "user_jobs_safe");
+    assert_eq!(
+        jobs["outcome"], "pass",
+        "vllm@compute is no user job: {jobs}"
+    );
+    let drainable = entry(&guards, "guards", "name", "vllm_drainable");
+    assert_eq!(drainable["outcome"], "fail", "{drainable}");
+    assert!(
+        drainable["reason"].as_str().unwrap().contains("2 running"),
+        "the profile unit's queue, not vllm.service's absence: {drainable}"
+    );
+
+    let finisher = c.spawn("sleep 1; echo 0 > /run/vllm-standin/running");
+    let r = c.mode("request desktop --json");
+    assert_eq!(r.code, 0, "{r:?}");
+    let _ = finisher.wait_with_output();
+    let t = r.json();
+    let jobs = entry(&t, "steps", "action", "drain-jobs");
+    assert!(
+        jobs["jobs"].as_array().is_none_or(|j| j.is_empty()),
+        "vLLM is not checkpointed as a job: {jobs}"
+    );
+    let drained = entry(&t, "steps", "action", "drain-vllm");
+    assert_eq!(drained["unit"], "vllm@compute.service");
+    assert!(
+        drained["note"].as_str().unwrap().contains("drained"),
+        "{drained}"
+    );
 }

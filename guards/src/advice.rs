@@ -33,8 +33,11 @@ pub fn advice(result: &GuardResult) -> Option<String> {
         }
         ("audio_idle", true) => format!(
             "stop playback and recording in {} or wait until it finishes",
-            processes(e.get("running"), "comm")
+            processes(e.get("running"), "command")
         ),
+        ("audio_idle", false) => {
+            "check that every user's PipeWire answers (systemctl --user -M USER@ status pipewire), or raise guard_settings.audio.graph_timeout_ms".into()
+        }
         ("memory_headroom", true) => {
             "close memory-hungry programs, or lower guard_settings.memory.min_available_mib / raise max_pressure_avg10".into()
         }

@@ -25,7 +25,7 @@ mod user_jobs_safe;
 mod vllm_drainable;
 
 pub use advice::advice;
-pub use audio_idle::AudioIdle;
+pub use audio_idle::{read_audio, AudioClient, AudioIdle, AudioReading};
 pub use cpu_load_safe::CpuLoadSafe;
 pub use deadline::{secs_and_ms, Deadline};
 pub use external::ExternalGuard;
@@ -44,15 +44,15 @@ pub use run::evaluate_all;
 pub use scheduled_work_safe::{ScheduledWorkSafe, Scheduler};
 pub use settings::within;
 pub use settings::{
-    AiSliceSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings, GuardSettings,
-    MemorySettings, ScanMethod, SessionSettings, SettingsError, VllmSettings, MAX_EXTERNAL_SECS,
-    MAX_INTERVAL_MS, MAX_MIB, MAX_WAIT_SECS,
+    AiSliceSettings, AudioSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings,
+    GuardSettings, MemorySettings, ScanMethod, SessionSettings, SettingsError, VllmSettings,
+    MAX_EXTERNAL_SECS, MAX_INTERVAL_MS, MAX_MIB, MAX_WAIT_SECS,
 };
 pub use studio_capability_local::StudioCapabilityLocal;
 pub use target_reachable::TargetReachable;
 pub use trust::check_trusted;
 pub use user_jobs_safe::UserJobsSafe;
-pub use vllm_drainable::VllmDrainable;
+pub use vllm_drainable::{Queue, QueueWait, VllmDrainable};
 
 use std::time::Duration;
 

@@ -31,7 +31,7 @@ pub fn builtin(name: &str, settings: &GuardSettings, roots: &Roots) -> Option<Ar
         "graphical_session_absent" => Arc::new(GraphicalSessionAbsent::new(&settings.sessions)),
         "target_reachable" => Arc::new(TargetReachable),
         "gpu_display_released" => Arc::new(GpuDisplayReleased::new(&settings.gpu, roots)),
-        "audio_idle" => Arc::new(AudioIdle::new(roots)),
+        "audio_idle" => Arc::new(AudioIdle::new(&settings.audio, roots)),
         "memory_headroom" => Arc::new(MemoryHeadroom::new(&settings.memory, roots)),
         "cpu_load_safe" => Arc::new(CpuLoadSafe::new(&settings.cpu, roots)),
         "user_jobs_safe" => Arc::new(UserJobsSafe::new(&settings.ai_slice)),

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-/// Where the guards find procfs, sysfs, `/dev`, ALSA's procfs, the user
-/// database and the controller's state directory.
+/// Where the guards find procfs, sysfs, `/dev`, ALSA's procfs, users'
+/// runtime directories, the user database and the controller's state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Roots {
     /// procfs (`/proc`): processes, their fds, PSI, meminfo, NVIDIA's GPU list.
@@ -15,6 +15,9 @@ pub struct Roots {
     pub dev: PathBuf,
     /// ALSA's procfs (`/proc/asound`).
     pub asound: PathBuf,
+    /// Users' runtime directories (`/run/user`): `UID/pipewire-0` is where
+    /// each user's PipeWire listens.
+    pub user_runtime: PathBuf,
     /// The user database (`/etc/passwd`), to name the users of processes.
     pub passwd: PathBuf,
     /// The controller's state directory (`/run/mode-controller`).
@@ -29,6 +32,7 @@ impl Roots {
             sysfs: "/sys".into(),
             dev: "/dev".into(),
             asound: "/proc/asound".into(),
+            user_runtime: "/run/user".into(),
             passwd: "/etc/passwd".into(),
             state_dir: "/run/mode-controller".into(),
         }

@@ -21,6 +21,8 @@ pub struct GuardSettings {
     /// `user_jobs_safe`: the slice that holds AI work and the services the
     /// controller manages there itself.
     pub ai_slice: AiSliceSettings,
+    /// `audio_idle`: how PipeWire's graph is read, and the studio device.
+    pub audio: AudioSettings,
     /// `vllm_drainable`: where vLLM answers and how long to wait for it to drain.
     pub vllm: VllmSettings,
     /// External guards: executables that report under their own names.
@@ -151,6 +153,33 @@ impl Default for GpuSettings {
             poll_interval_ms: 100,
             fd_scan: ScanMethod::default(),
             extra_devices: Vec::new(),
+        }
+    }
+}
+
+/// Settings of `audio_idle` (and of idle automation's audio signal).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioSettings {
+    /// The `pw-dump` that reads a user's PipeWire graph: an absolute path,
+    /// or a bare name looked up in `PATH` (NixOS: the module sets the
+    /// package's).
+    pub pw_dump: PathBuf,
+    /// The hard deadline for reading one user's graph (all users are read
+    /// at once): a PipeWire that does not answer by then is an `error`.
+    pub graph_timeout_ms: u64,
+    /// The studio device, by PipeWire node name (`alsa_input.usb-...`,
+    /// `studio-in`) or ALSA card id (`USB`): only clients connected to it
+    /// count. Absent: any client moving audio counts.
+    pub device: Option<String>,
+}
+
+impl Default for AudioSettings {
+    fn default() -> Self {
+        Self {
+            pw_dump: PathBuf::from("pw-dump"),
+            graph_timeout_ms: 2000,
+            device: None,
         }
     }
 }
@@ -402,6 +431,15 @@ impl GuardSettings {
                 "ai_slice.slice",
                 format!("{:?} is not a slice unit name", self.ai_slice.slice),
             ));
+        }
+        if !(1..=30_000).contains(&self.audio.graph_timeout_ms) {
+            errors.push(invalid(
+                "audio.graph_timeout_ms",
+                "must be between 1 and 30000",
+            ));
+        }
+        if self.audio.pw_dump.as_os_str().is_empty() {
+            errors.push(invalid("audio.pw_dump", "must name pw-dump"));
         }
         if let Err(e) = crate::probe::http::HttpUrl::parse(&self.vllm.endpoint) {
             errors.push(invalid("vllm.endpoint", e.to_string()));

@@ -21,25 +21,50 @@ const LIVE_STATES: [&str; 4] = ["active", "activating", "reloading", "deactivati
 
 pub struct VllmDrainable {
     settings: VllmSettings,
+    /// The vLLM units that may serve on the endpoint (`settings.unit`, or
+    /// every profile unit of the mode being left).
+    units: Vec<String>,
 }
 
-/// One scrape's counts.
+/// Which requests must reach 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueWait {
+    /// Running and waiting: an open server with nothing to do.
+    RunningAndWaiting,
+    /// Running only: a paused server holds its waiting requests (queued
+    /// before the pause or arrived since) without ever running them, so
+    /// only running ones can finish.
+    RunningOnly,
+}
+
+/// One scrape's counts (summed over engines).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Queue {
-    running: f64,
-    waiting: f64,
+pub struct Queue {
+    pub running: f64,
+    pub waiting: f64,
 }
 
 impl Queue {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.running == 0.0 && self.waiting == 0.0
     }
 }
 
 impl VllmDrainable {
     pub fn new(settings: &VllmSettings) -> Self {
+        Self::for_units(settings, std::slice::from_ref(&settings.unit))
+    }
+
+    /// The guard for several vLLM units sharing the endpoint (vLLM
+    /// profiles): whichever of them runs is drained.
+    pub fn for_units(settings: &VllmSettings, units: &[String]) -> Self {
         Self {
             settings: settings.clone(),
+            units: if units.is_empty() {
+                vec![settings.unit.clone()]
+            } else {
+                units.to_vec()
+            },
         }
     }
 
@@ -47,7 +72,8 @@ impl VllmDrainable {
         Duration::from_millis(self.settings.request_timeout_ms.max(1))
     }
 
-    fn scrape(&self, base: &HttpUrl) -> Result<Queue, String> {
+    /// One scrape of `base`'s `/metrics`.
+    pub fn scrape(&self, base: &HttpUrl) -> Result<Queue, String> {
         let url = base.with_path("/metrics");
         let response = http::get(&url, self.request_timeout()).map_err(|e| e.to_string())?;
         if response.status != 200 {
@@ -83,16 +109,45 @@ impl Guard for VllmDrainable {
     }
 
     fn check(&self, facts: &Facts) -> Verdict {
-        let unit = &self.settings.unit;
+        self.wait(facts, QueueWait::RunningAndWaiting)
+    }
+}
+
+impl VllmDrainable {
+    /// Scrape until the requests `what` names are 0 on two scrapes in a row
+    /// (pass), or `drain_wait_secs` pass (fail); a scrape that fails is an
+    /// error, never a pass.
+    pub fn wait(&self, facts: &Facts, what: QueueWait) -> Verdict {
+        // The unit that serves: the first live one, else the first whose
+        // state was not gathered; when every one is known and not live,
+        // there is nothing to drain.
+        let live = |u: &&String| {
+            facts.unit_state(u).is_some_and(|s| {
+                s.load_state != "not-found" && LIVE_STATES.contains(&s.active_state.as_str())
+            })
+        };
+        let unknown = |u: &&String| facts.unit_state(u).is_none();
+        let Some(unit) = self
+            .units
+            .iter()
+            .find(live)
+            .or_else(|| self.units.iter().find(unknown))
+        else {
+            let words: Vec<String> = self
+                .units
+                .iter()
+                .filter_map(|u| facts.unit_state(u))
+                .map(|s| {
+                    if s.load_state == "not-found" {
+                        format!("{} is not installed", s.unit)
+                    } else {
+                        format!("{} is {}", s.unit, s.active_state)
+                    }
+                })
+                .collect();
+            return Verdict::skipped(format!("{}; nothing to drain", words.join(", ")));
+        };
         let state = facts.unit_state(unit);
-        if let Some(s) = state {
-            if s.load_state == "not-found" {
-                return Verdict::skipped(format!("{unit} is not installed"));
-            }
-            if !LIVE_STATES.contains(&s.active_state.as_str()) {
-                return Verdict::skipped(format!("{unit} is {}; nothing to drain", s.active_state));
-            }
-        }
         let unit_words = match state {
             Some(s) => format!("{unit} is {}", s.active_state),
             None => format!("the state of {unit} was not gathered"),
@@ -130,12 +185,19 @@ impl Guard for VllmDrainable {
                 "waiting": queue.waiting,
                 "scrapes": scrapes,
             });
-            if queue.is_empty() {
+            let empty = match what {
+                QueueWait::RunningAndWaiting => queue.is_empty(),
+                QueueWait::RunningOnly => queue.running == 0.0,
+            };
+            if empty {
                 empty_in_a_row += 1;
                 if empty_in_a_row >= 2 {
                     return Verdict::new(
                         crate::Outcome::Pass,
-                        format!("vLLM has no running or waiting requests on {empty_in_a_row} scrapes {} ms apart", interval.as_millis()),
+                        match what {
+                            QueueWait::RunningAndWaiting => format!("vLLM has no running or waiting requests on {empty_in_a_row} scrapes {} ms apart", interval.as_millis()),
+                            QueueWait::RunningOnly => format!("vLLM has no running requests on {empty_in_a_row} scrapes {} ms apart ({} held waiting)", interval.as_millis(), queue.waiting),
+                        },
                         evidence,
                     );
                 }

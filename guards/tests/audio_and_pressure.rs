@@ -7,13 +7,15 @@ use std::path::Path;
 
 use common::{write, Holder};
 use mode_guards::{
-    AudioIdle, CpuLoadSafe, CpuSettings, Facts, Guard, MemoryHeadroom, MemorySettings, Outcome,
-    Roots,
+    AudioIdle, AudioSettings, CpuLoadSafe, CpuSettings, Facts, Guard, MemoryHeadroom,
+    MemorySettings, Outcome, Roots,
 };
 
 fn asound_roots(asound: &Path) -> Roots {
     Roots {
         asound: asound.to_path_buf(),
+        // No PipeWire: nobody's runtime directory is here.
+        user_runtime: asound.with_file_name("no-run-user"),
         ..Roots::system()
     }
 }
@@ -44,12 +46,13 @@ fn audio_fails_naming_the_recording_process_and_card() {
     );
     substream(&a, "card1/pcm0p/sub0", "state: PREPARED\nowner_pid   : 1\n");
     write(&a.join("cards"), " 0 [PCH ]: HDA-Intel\n");
-    let v = AudioIdle::new(&asound_roots(&a)).check(&Facts::new("compute"));
+    let v =
+        AudioIdle::new(&AudioSettings::default(), &asound_roots(&a)).check(&Facts::new("compute"));
     assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
     assert_eq!(
         v.reason,
         format!(
-            "audio is in use: sleep (pid {}) records on USB (card1/pcm0c/sub0)",
+            "audio is in use: sleep (pid {}, root) records on USB (card1/pcm0c/sub0)",
             reaper.pid()
         )
     );
@@ -67,16 +70,25 @@ fn audio_passes_when_every_substream_is_closed_or_idle() {
     card(&a, 0, "PCH");
     substream(&a, "card0/pcm0p/sub0", "closed\n");
     substream(&a, "card0/pcm0c/sub0", "state: SETUP\nowner_pid   : 1\n");
-    let v = AudioIdle::new(&asound_roots(&a)).check(&Facts::new("compute"));
+    let v =
+        AudioIdle::new(&AudioSettings::default(), &asound_roots(&a)).check(&Facts::new("compute"));
     assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
 }
 
 #[test]
 fn audio_is_skipped_without_alsa() {
     let dir = tempfile::tempdir().unwrap();
-    let v = AudioIdle::new(&asound_roots(&dir.path().join("asound"))).check(&Facts::new("compute"));
+    let v = AudioIdle::new(
+        &AudioSettings::default(),
+        &asound_roots(&dir.path().join("asound")),
+    )
+    .check(&Facts::new("compute"));
     assert_eq!(v.outcome, Outcome::Skipped);
-    assert!(v.reason.contains("no ALSA"), "{}", v.reason);
+    assert!(
+        v.reason.contains("neither PipeWire") && v.reason.contains("nor ALSA"),
+        "{}",
+        v.reason
+    );
 }
 
 #[test]
@@ -89,7 +101,8 @@ fn a_malformed_substream_status_is_an_error_naming_the_file() {
         "card0/pcm3p/sub0",
         "state: RUNNING\nowner_pid   : twelve\n",
     );
-    let v = AudioIdle::new(&asound_roots(&a)).check(&Facts::new("compute"));
+    let v =
+        AudioIdle::new(&AudioSettings::default(), &asound_roots(&a)).check(&Facts::new("compute"));
     assert_eq!(v.outcome, Outcome::Error);
     assert!(v.reason.contains("card0/pcm3p/sub0/status"), "{}", v.reason);
 }

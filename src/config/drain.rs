@@ -1,5 +1,5 @@
 //! How a mode treats the work running in compute when the machine leaves it:
-//! the vLLM drain timeout and the policy for user jobs in `ai.slice`
+//! the vLLM drain timeout and what an unreadable queue means, the policy for user jobs in `ai.slice`
 //! (refuse, checkpoint, or wait), per target mode.
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,18 @@ pub enum JobPolicy {
     Checkpoint,
     /// Wait until the jobs end by themselves, up to `wait_secs`.
     Wait,
+}
+
+/// What a vLLM drain does when the queue cannot be read (`/metrics`
+/// unreachable, slow past `request_timeout_ms`, or an error status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnreadablePolicy {
+    /// The drain step fails: the transition rolls back and vLLM is resumed.
+    Rollback,
+    /// vLLM is stopped anyway (its own `--shutdown-timeout` is the last
+    /// word); the step records a warning saying so.
+    Stop,
 }
 
 /// A signal a job can be sent to checkpoint.
@@ -69,6 +81,8 @@ pub struct Drain {
     /// How long to wait for vLLM's running and waiting requests to reach 0
     /// before it is stopped anyway (the timeout is recorded).
     pub vllm_timeout_secs: u64,
+    /// When vLLM's queue cannot be read during the drain: `rollback` or `stop`.
+    pub vllm_unreadable: UnreadablePolicy,
 }
 
 impl Default for Drain {
@@ -79,6 +93,7 @@ impl Default for Drain {
             grace_secs: 120,
             wait_secs: 3600,
             vllm_timeout_secs: 120,
+            vllm_unreadable: UnreadablePolicy::Rollback,
         }
     }
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
-pub use drain::{Drain, JobPolicy};
+pub use drain::{Drain, JobPolicy, UnreadablePolicy};
 pub use idle::{BootMode, IdleConfig, WayBackConfig};
 pub use integrations::{
     ExecIntegration, Integrations, K3sIntegration, SlurmIntegration, Unreachable,
@@ -275,6 +275,9 @@ impl Config {
             }
         };
         for (profile, p) in &placements {
+            // A profile's unit is a workload the controller drains, stops
+            // and starts itself, not a user job in the AI slice.
+            add(&mut self.guard_settings.ai_slice.managed, &p.unit);
             for mode in Mode::ALL {
                 let runs_here = matches!(
                     (*profile, mode),

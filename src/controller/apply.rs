@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use crate::clock::{transition_id, Stamp};
 use crate::mode::{Mode, ObservedMode};
-use crate::plan::{plan, plan_clearing, Step};
+use crate::plan::{plan, plan_clearing, with_missing_starts, Step};
 use crate::state::{
     append_audit, test_pause, RollbackRecord, StateError, StepRecord, TransitionOutcome,
     TransitionRecord,
@@ -133,12 +133,17 @@ async fn transition(
     info!(transition = %id, to = %to, requested_by = %requested_by, "transition {id} to {to} started");
 
     write_placement(ctx)?;
+    write_training_env(ctx, to)?;
     let recorded = ctx.state.current().unwrap_or_else(|e| {
         warn!("{e}; it will be rewritten");
         None
     });
     let before = ctx.observe(bus, None, recorded).await?;
-    let the_plan = plan_clearing(before.mode, to, &ctx.config, &before.strays());
+    let the_plan = with_missing_starts(
+        plan_clearing(before.mode, to, &ctx.config, &before.strays()),
+        &ctx.config,
+        &before.profile_units_not_running(to, &ctx.config),
+    );
     let (job_id, invocation_id) = own_unit(bus, to).await;
     let mut record = TransitionRecord {
         id,
@@ -289,6 +294,21 @@ fn write_placement(ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
+/// Training units (`EnvironmentFile=/run/mode-controller/training.env`)
+/// get the GPUs of the mode being entered (with vLLM profiles' GPU list).
+fn write_training_env(ctx: &Context, to: Mode) -> Result<(), Error> {
+    if let Some(profiles) = &ctx.config.vllm_profiles {
+        let display = ctx.config.guard_settings.gpu.display_gpu.as_deref();
+        ctx.state.write_atomic(
+            "training.env",
+            profiles
+                .training_env(to == Mode::Compute, display)
+                .as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
 /// After a failure, go back to the mode the machine was in; the returned
 /// mode is what `current` should now say.
 async fn roll_back(
@@ -309,7 +329,29 @@ async fn roll_back(
         Err(_) => ObservedMode::FailedTransition,
     };
     let back = plan(now, prior_mode, &ctx.config);
-    let (steps, result) = converge(ctx, bus, &back.steps, prior_mode, record).await;
+    // A drain paused vLLM before the failure: reopen every drained unit that
+    // still runs first, so the requests it held are answered.
+    let drained: Vec<String> = record
+        .steps
+        .iter()
+        .filter(|s| s.action == "drain-vllm")
+        .map(|s| s.unit.clone())
+        .collect();
+    let still_running = if drained.is_empty() {
+        vec![]
+    } else {
+        bus.unit_states(&drained).await.unwrap_or_default()
+    };
+    let resumes = drained.into_iter().filter(|u| {
+        still_running
+            .iter()
+            .any(|s| &s.unit == u && s.active_state == "active")
+    });
+    let steps: Vec<Step> = resumes
+        .map(|unit| Step::ResumeVllm { unit })
+        .chain(back.steps)
+        .collect();
+    let (steps, result) = converge(ctx, bus, &steps, prior_mode, record).await;
     warn!(to = %prior_mode, ok = result.is_ok(), "rolled back to {prior_mode}: {}", if result.is_ok() { "converged" } else { "failed" });
     let (outcome, error, current) = match result {
         Ok(()) => (TransitionOutcome::Converged, None, prior),

@@ -1,12 +1,14 @@
-//! The drain ladder when leaving compute: vLLM's queue emptied (or the
-//! drain timeout recorded) before it stops, and every user job in `ai.slice`
+//! The drain ladder when leaving compute: vLLM paused (no new request
+//! starts) and its running requests finished (or the drain timeout
+//! recorded) before it stops, resumed on a rollback, and every user job in `ai.slice`
 //! handled by the mode's policy, each named with what happened to it.
 
 use std::time::{Duration, Instant};
 
-use mode_guards::{Deadline, Facts, Guard, Outcome, SliceUnit, VllmDrainable, VllmSettings};
+use mode_guards::probe::http::{self, HttpError, HttpUrl};
+use mode_guards::{Deadline, Facts, Outcome, QueueWait, SliceUnit, VllmDrainable, VllmSettings};
 
-use crate::config::{Drain, JobPolicy};
+use crate::config::{Drain, JobPolicy, UnreadablePolicy};
 use crate::state::{JobOutcome, JobRecord};
 use crate::systemd::{Bus, JobKind};
 
@@ -14,40 +16,231 @@ use super::Context;
 
 const POLL: Duration = Duration::from_millis(100);
 
-/// Wait for vLLM's running and waiting requests to reach 0 (two scrapes in
-/// a row) or for `timeout_secs`; either way it is then stopped with compute.
-/// Returns the note for the record.
+/// What a drain step leaves in the record: its note, and a warning when
+/// it stopped vLLM without knowing its queue.
+pub struct Drained {
+    pub note: String,
+    pub warning: Option<String>,
+}
+
+fn base_url(ctx: &Context) -> Result<HttpUrl, String> {
+    HttpUrl::parse(&ctx.config.guard_settings.vllm.endpoint)
+        .map_err(|e| format!("guard_settings.vllm.endpoint: {e}"))
+}
+
+/// How one `POST /pause?mode=wait` went.
+enum Pause {
+    /// No new request starts; it returned when the running ones finished.
+    Done,
+    /// It still waited for running requests when the drain time ran out.
+    TimedOut,
+    /// The server has no `/pause` (started without `VLLM_SERVER_DEV_MODE=1`).
+    NotOffered,
+}
+
+/// Leaving a mode that runs `unit`: close the door first (`POST
+/// /pause?mode=wait`, where the server offers it: it returns when the
+/// running requests are done), then read the queue. A paused vLLM never
+/// runs the requests queued before the pause, so while some are queued it
+/// is resumed until they have started and paused again; all within
+/// `timeout_secs`. vLLM is then stopped with the mode: requests that
+/// arrived after the door closed are held by the server and get its
+/// shutdown answer (HTTP 500), or are answered after a rollback resumes it.
+/// A queue that cannot be read fails the step (the transition rolls back
+/// and vLLM is resumed), unless `drain.vllm_unreadable` is `stop`; then it
+/// is stopped anyway with a warning saying so.
 pub async fn drain_vllm(
     ctx: &Context,
     bus: &Bus,
     unit: &str,
     timeout_secs: u64,
-) -> Result<String, String> {
-    let settings = VllmSettings {
-        unit: unit.to_string(),
-        drain_wait_secs: timeout_secs,
-        ..ctx.config.guard_settings.vllm.clone()
-    };
+    unreadable: UnreadablePolicy,
+) -> Result<Drained, String> {
     let mut facts = Facts::new("drain");
     facts.unit_states = bus
         .unit_states(&[unit.to_string()])
         .await
         .map_err(|e| e.to_string())?;
+    let live = facts.unit_states.iter().any(|s| {
+        s.load_state != "not-found"
+            && matches!(
+                s.active_state.as_str(),
+                "active" | "activating" | "reloading"
+            )
+    });
+    if !live {
+        return Ok(Drained {
+            note: format!("nothing to drain: {unit} is not running"),
+            warning: None,
+        });
+    }
     let started = Instant::now();
-    let verdict = VllmDrainable::new(&settings).check(&facts);
-    let took = started.elapsed().as_millis();
-    Ok(match verdict.outcome {
-        Outcome::Pass => format!("drained in {took} ms: {}", verdict.reason),
-        Outcome::Skipped => format!("nothing to drain: {}", verdict.reason),
-        Outcome::Fail => format!(
-            "drain timeout after {timeout_secs} s: {}; stopped anyway",
-            verdict.reason
-        ),
-        Outcome::Error => format!(
-            "could not read the queue: {}; stopped anyway",
-            verdict.reason
-        ),
-    })
+    let deadline = Deadline::from(started, Duration::from_secs(timeout_secs));
+    let cannot_read = |why: String| match unreadable {
+        UnreadablePolicy::Rollback => Err(format!(
+            "could not read vLLM's queue: {why} (drain.vllm_unreadable is rollback)"
+        )),
+        UnreadablePolicy::Stop => Ok(Drained {
+            note: format!("could not read vLLM's queue: {why}"),
+            warning: Some(format!(
+                "{unit} stopped without a drained queue: {why} (drain.vllm_unreadable is stop)"
+            )),
+        }),
+    };
+    let base = base_url(ctx)?;
+    let settings = VllmSettings {
+        unit: unit.to_string(),
+        ..ctx.config.guard_settings.vllm.clone()
+    };
+    let interval = Duration::from_millis(settings.scrape_interval_ms);
+    let drainer = VllmDrainable::new(&settings);
+    let left = || deadline.left();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let pause = match pause(&base, left()) {
+            Ok(p) => p,
+            // Nothing listens (the model is still loading, or the server
+            // died): no client can have a request in flight to it.
+            Err(PauseError::Refused(e)) if rounds == 1 => {
+                return Ok(Drained {
+                    note: format!("nothing to drain: {unit} is active but {e}"),
+                    warning: None,
+                })
+            }
+            Err(PauseError::Refused(e) | PauseError::Other(e)) => return cannot_read(e),
+        };
+        match pause {
+            Pause::Done => {}
+            Pause::TimedOut => {
+                return Ok(Drained {
+                    note: format!(
+                        "paused (new requests are held), but its running requests outlasted the drain timeout of {timeout_secs} s; stopped anyway"
+                    ),
+                    warning: None,
+                })
+            }
+            Pause::NotOffered => {
+                let open = VllmDrainable::new(&VllmSettings {
+                    drain_wait_secs: left().as_secs(),
+                    ..settings.clone()
+                })
+                .wait(&facts, QueueWait::RunningAndWaiting);
+                let words = "not paused: the server offers no /pause (start it with VLLM_SERVER_DEV_MODE=1), so it took new requests during the drain";
+                return match open.outcome {
+                    Outcome::Pass | Outcome::Skipped => Ok(Drained {
+                        note: format!(
+                            "{words}; drained in {} ms: {}",
+                            started.elapsed().as_millis(),
+                            open.reason
+                        ),
+                        warning: None,
+                    }),
+                    Outcome::Fail => Ok(Drained {
+                        note: format!(
+                            "{words}; drain timeout after {timeout_secs} s: {}; stopped anyway",
+                            open.reason
+                        ),
+                        warning: None,
+                    }),
+                    Outcome::Error => cannot_read(open.reason),
+                };
+            }
+        }
+        // Paused, and what ran is done: the queue must be empty on two scrapes.
+        let first = match drainer.scrape(&base) {
+            Ok(q) => q,
+            Err(e) => return cannot_read(e),
+        };
+        tokio::time::sleep(interval).await;
+        let second = match drainer.scrape(&base) {
+            Ok(q) => q,
+            Err(e) => return cannot_read(e),
+        };
+        if first.is_empty() && second.is_empty() {
+            return Ok(Drained {
+                note: format!(
+                    "paused (new requests are held) and drained in {} ms ({rounds} pause{}): no running or waiting requests on 2 scrapes {} ms apart",
+                    started.elapsed().as_millis(),
+                    if rounds == 1 { "" } else { "s" },
+                    interval.as_millis()
+                ),
+                warning: None,
+            });
+        }
+        if left().is_zero() {
+            return Ok(Drained {
+                note: format!(
+                    "paused, but {} requests queued before the pause were still waiting at the drain timeout of {timeout_secs} s; stopped anyway (they get vLLM's shutdown answer)",
+                    second.waiting
+                ),
+                warning: None,
+            });
+        }
+        // Requests queued before the pause never run while it is paused:
+        // let them start, then close the door again.
+        if let Err(e) = resume(&base, &settings) {
+            return cannot_read(e);
+        }
+        loop {
+            tokio::time::sleep(interval).await;
+            match drainer.scrape(&base) {
+                Ok(q) if q.waiting == 0.0 => break,
+                Ok(_) if left().is_zero() => break,
+                Ok(_) => {}
+                Err(e) => return cannot_read(e),
+            }
+        }
+    }
+}
+
+enum PauseError {
+    /// Nothing listens on the endpoint.
+    Refused(String),
+    Other(String),
+}
+
+fn pause(base: &HttpUrl, left: Duration) -> Result<Pause, PauseError> {
+    let url = base.with_path("/pause?mode=wait");
+    match http::post(&url, left.max(Duration::from_millis(100))) {
+        Ok(r) if r.status == 200 => Ok(Pause::Done),
+        Ok(r) if r.status == 404 || r.status == 405 => Ok(Pause::NotOffered),
+        Ok(r) => Err(PauseError::Other(format!(
+            "{} answered HTTP {}",
+            url.to_url(),
+            r.status
+        ))),
+        Err(HttpError::Timeout { .. }) => Ok(Pause::TimedOut),
+        Err(e @ HttpError::Refused { .. }) => Err(PauseError::Refused(e.to_string())),
+        Err(e) => Err(PauseError::Other(e.to_string())),
+    }
+}
+
+fn resume(base: &HttpUrl, settings: &VllmSettings) -> Result<(), String> {
+    let url = base.with_path("/resume");
+    let timeout = Duration::from_millis(settings.request_timeout_ms.max(1));
+    match http::post(&url, timeout) {
+        Ok(r) if r.status == 200 => Ok(()),
+        Ok(r) => Err(format!("{} answered HTTP {}", url.to_url(), r.status)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Reopen `unit`'s server after a failed transition: `POST /resume`.
+pub fn resume_vllm(ctx: &Context, unit: &str) -> Result<String, String> {
+    let url = base_url(ctx)?.with_path("/resume");
+    let timeout = Duration::from_millis(ctx.config.guard_settings.vllm.request_timeout_ms.max(1));
+    match http::post(&url, timeout) {
+        Ok(r) if r.status == 200 => Ok(format!("{unit} resumed: the requests it held go on")),
+        Ok(r) if r.status == 404 || r.status == 405 => {
+            Ok(format!("{unit} offers no /resume: it was never paused"))
+        }
+        Ok(r) => Err(format!("{} answered HTTP {}", url.to_url(), r.status)),
+        Err(HttpError::Refused { .. }) => {
+            Ok(format!("nothing listens for {unit}: nothing to resume"))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The user jobs in the AI slice: its units minus the managed services.

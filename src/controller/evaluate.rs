@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use mode_guards::{
     builtin, evaluate_all, external, gpu_release_verification, Facts, Guard, GuardReport,
-    GuardResult, Outcome, Roots, Severity,
+    GuardResult, Outcome, Roots, Severity, VllmDrainable,
 };
 
 use crate::clock::Stamp;
@@ -29,7 +29,8 @@ async fn gather(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<Facts, Error> {
     let mut facts = Facts::new(plan.to.word());
     // One ListUnitsByNames call for both lists.
     let to_start = plan.units_to_start();
-    let of_interest = settings.units_of_interest();
+    let mut of_interest = settings.units_of_interest();
+    of_interest.extend(ctx.config.vllm_units());
     let states = bus
         .unit_states(&[to_start.clone(), of_interest.clone()].concat())
         .await?;
@@ -139,8 +140,12 @@ pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardRepo
         let Some(severity) = severity_for(name, *configured, plan, &ctx.config) else {
             continue;
         };
-        let guard = builtin(name, settings, &roots)
-            .or_else(|| externals.iter().find(|g| g.name() == name).cloned());
+        let guard = if name == "vllm_drainable" {
+            Some(vllm_drainable(ctx, plan))
+        } else {
+            builtin(name, settings, &roots)
+        }
+        .or_else(|| externals.iter().find(|g| g.name() == name).cloned());
         match guard {
             Some(guard) => runnable.push((guard, severity)),
             None => missing.push(unavailable(name, severity)),
@@ -154,6 +159,26 @@ pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardRepo
         target: plan.to.word().to_string(),
         guards,
     })
+}
+
+/// `vllm_drainable` for the vLLM units this plan drains (with profiles,
+/// the profile unit of the mode being left), or every vLLM unit.
+fn vllm_drainable(ctx: &Context, plan: &Plan) -> Arc<dyn Guard> {
+    let mut units: Vec<String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::DrainVllm { unit, .. } => Some(unit.clone()),
+            _ => None,
+        })
+        .collect();
+    if units.is_empty() {
+        units = ctx.config.vllm_units();
+    }
+    Arc::new(VllmDrainable::for_units(
+        &ctx.config.guard_settings.vllm,
+        &units,
+    ))
 }
 
 /// Whether the display GPU is held now, checked once (for drift in

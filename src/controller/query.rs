@@ -12,7 +12,7 @@ use mode_guards::{GuardReport, GuardResult};
 use crate::config::SliceBudget;
 use crate::mode::{Mode, ObservedMode};
 use crate::observe::{Drift, Observation};
-use crate::plan::{plan_clearing, Plan};
+use crate::plan::{plan_clearing, with_missing_starts, Plan};
 use crate::state::{LockHolder, TransitionOutcome, TransitionRecord};
 use crate::systemd::Bus;
 
@@ -159,7 +159,11 @@ pub async fn dry_run(ctx: &Context, bus: &Bus, to: Mode) -> Result<DryRun, Error
     let lock = ctx.state.lock_holder();
     let recorded = ctx.state.current().unwrap_or(None);
     let observed = ctx.observe(bus, lock.as_ref(), recorded).await?;
-    let the_plan = plan_clearing(observed.mode, to, &ctx.config, &observed.strays());
+    let the_plan = with_missing_starts(
+        plan_clearing(observed.mode, to, &ctx.config, &observed.strays()),
+        &ctx.config,
+        &observed.profile_units_not_running(to, &ctx.config),
+    );
     let guards = if the_plan.is_noop() {
         GuardReport {
             evaluated_at: crate::clock::Stamp::now().rfc3339(),

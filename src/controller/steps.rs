@@ -15,7 +15,7 @@ use crate::plan::Step;
 use crate::state::{JobRecord, ReadyRecord, StepOutcome, StepRecord};
 use crate::systemd::{Bus, JobKind};
 
-use super::drain::{drain_jobs, drain_vllm};
+use super::drain::{drain_jobs, drain_vllm, resume_vllm};
 use super::evaluate::verify;
 use super::integrate::{self, Told};
 use super::settle::settle;
@@ -135,14 +135,23 @@ async fn run_step(
             }
         }
         Step::DrainVllm { unit, timeout_secs } => {
-            match drain_vllm(ctx, bus, unit, *timeout_secs).await {
-                Ok(note) => StepReport {
-                    note: Some(note),
+            let unreadable = ctx.config.mode(to).drain.vllm_unreadable;
+            match drain_vllm(ctx, bus, unit, *timeout_secs, unreadable).await {
+                Ok(d) => StepReport {
+                    note: Some(d.note),
+                    warnings: d.warning.into_iter().collect(),
                     ..StepReport::default()
                 },
                 Err(e) => StepReport::failed(e),
             }
         }
+        Step::ResumeVllm { unit } => match resume_vllm(ctx, unit) {
+            Ok(note) => StepReport {
+                note: Some(note),
+                ..StepReport::default()
+            },
+            Err(e) => StepReport::failed(e),
+        },
         Step::DrainJobs { policy, .. } => match drain_jobs(ctx, bus, policy).await {
             Ok(jobs) => StepReport {
                 jobs,

@@ -67,8 +67,8 @@ pub fn decide(i: &Inputs) -> (Decision, Vec<String>) {
         _ => {}
     }
     match i.audio {
-        Audio::Playing { substreams } => {
-            why_not.push(format!("audio is playing: {}", substreams.join(", ")))
+        Audio::Playing { clients } => {
+            why_not.push(format!("audio is in use: {}", clients.join(", ")))
         }
         Audio::Unreadable { problem } => {
             why_not.push(format!("cannot tell whether audio is playing: {problem}"))
@@ -171,7 +171,7 @@ mod tests {
             sessions: vec!["session 3 of alice (wayland, user)".into()],
         };
         let a = Audio::Playing {
-            substreams: vec!["card0/pcm0p/sub0 (RUNNING, pid 42)".into()],
+            clients: vec!["pw-record (pid 42, alice) records on studio-in (pw-record)".into()],
         };
         let c = CpuPressure::Read { avg60: 63.25 };
         let i = Inputs {
@@ -183,7 +183,7 @@ mod tests {
         let all = why.join(" | ");
         for part in [
             "session 3 of alice",
-            "card0/pcm0p/sub0",
+            "pw-record (pid 42, alice) records on studio-in",
             "CPU pressure 63.2%",
             "guard graphical_session_absent",
         ] {

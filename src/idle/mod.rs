@@ -135,7 +135,7 @@ pub async fn check(ctx: &Context, bus: &Bus, opts: &Options) -> Result<(IdleChec
     let sessions = bus.sessions().await?;
     let presence = signals::presence(&sessions, &ctx.config.guard_settings.sessions.compositors);
     let input = s.input_devices.as_deref().map(signals::input_activity);
-    let audio = signals::audio(&roots.asound);
+    let audio = signals::audio(&ctx.config.guard_settings.audio, &roots);
     let cpu = signals::cpu_pressure(&roots.procfs);
     let dry = controller::dry_run(ctx, bus, Mode::Compute).await?;
     let observed = dry.observed.mode;

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use mode_guards::probe::{alsa, psi};
+use mode_guards::probe::psi;
+use mode_guards::{read_audio, AudioSettings, Roots};
 
 use crate::clock::Stamp;
 use mode_guards::{SessionInfo, GRAPHICAL_TYPES};
@@ -179,45 +180,37 @@ pub fn input_activity(dir: &Path) -> InputActivity {
     out
 }
 
-/// Whether audio is moving, from ALSA's procfs.
+/// Whether audio is moving: the same reading as `audio_idle` (each user's
+/// PipeWire graph, and ALSA's procfs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Audio {
-    /// No ALSA here (no sound support): not considered.
+    /// Neither PipeWire nor ALSA here: not considered.
     Absent,
     Idle,
-    /// Substreams moving audio: `card0/pcm0p/sub0 (RUNNING, pid 42)`.
+    /// Clients moving audio: `pw-record (pid 61, alice) records on studio-in (pw-record)`.
     Playing {
-        substreams: Vec<String>,
+        clients: Vec<String>,
     },
     Unreadable {
         problem: String,
     },
 }
 
-pub fn audio(asound: &Path) -> Audio {
-    match alsa::substreams(asound) {
-        Ok(alsa::AlsaView::Absent) => Audio::Absent,
-        Ok(alsa::AlsaView::Open(open)) => {
-            let playing: Vec<String> = open
-                .iter()
-                .filter(|s| s.is_active())
-                .map(|s| match s.owner_pid {
-                    Some(pid) => format!("{} ({}, pid {pid})", s.name, s.state),
-                    None => format!("{} ({})", s.name, s.state),
-                })
-                .collect();
-            if playing.is_empty() {
-                Audio::Idle
-            } else {
-                Audio::Playing {
-                    substreams: playing,
-                }
-            }
+pub fn audio(settings: &AudioSettings, roots: &Roots) -> Audio {
+    let reading = read_audio(settings, roots);
+    if !reading.active.is_empty() {
+        Audio::Playing {
+            clients: reading.active.iter().map(|c| c.sentence()).collect(),
         }
-        Err(e) => Audio::Unreadable {
-            problem: e.to_string(),
-        },
+    } else if !reading.problems.is_empty() {
+        Audio::Unreadable {
+            problem: reading.problems.join("; "),
+        }
+    } else if reading.nothing_here() {
+        Audio::Absent
+    } else {
+        Audio::Idle
     }
 }
 
@@ -382,16 +375,23 @@ mod tests {
     #[test]
     fn running_alsa_substreams_are_named_and_absent_alsa_is_absent() {
         let t = tempfile::tempdir().unwrap();
-        assert_eq!(audio(&t.path().join("asound")), Audio::Absent);
+        let roots = Roots {
+            asound: t.path().join("asound"),
+            user_runtime: t.path().join("run-user"),
+            procfs: t.path().join("proc"),
+            ..Roots::system()
+        };
+        let audio = |r: &Roots| audio(&AudioSettings::default(), r);
+        assert_eq!(audio(&roots), Audio::Absent);
         let sub = t.path().join("asound/card0/pcm0p/sub0");
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::write(sub.join("status"), "closed\n").unwrap();
-        assert_eq!(audio(&t.path().join("asound")), Audio::Idle);
+        assert_eq!(audio(&roots), Audio::Idle);
         std::fs::write(sub.join("status"), "state: RUNNING\nowner_pid   : 42\n").unwrap();
         assert_eq!(
-            audio(&t.path().join("asound")),
+            audio(&roots),
             Audio::Playing {
-                substreams: vec!["card0/pcm0p/sub0 (RUNNING, pid 42)".into()]
+                clients: vec!["? (pid 42, ?) plays on card0 (card0/pcm0p/sub0)".into()]
             }
         );
     }

@@ -174,8 +174,11 @@ pkgs.testers.runNixOSTest {
 
       with subtest("a switch in compute mode keeps compute"):
           before = last_transition()["id"]
+          vllm_pid = prop("vllm.service", "MainPID")
           machine.succeed("${system}/specialisation/changed/bin/switch-to-configuration test")
           expect_compute()
+          # The changed workload is not restarted behind the controller's back.
+          assert prop("vllm.service", "MainPID") == vllm_pid, "the switch restarted vllm.service with no drain"
           assert observed() == "compute"
           assert last_transition()["id"] == before, "the switch ran a transition"
           assert k3s_identity() == k3s, "k3s was restarted"

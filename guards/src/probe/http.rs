@@ -17,6 +17,9 @@ pub enum HttpError {
     Resolve { host: String, detail: String },
     #[error("cannot connect to {authority}: {detail}")]
     Connect { authority: String, detail: String },
+    /// Nothing listens there: every address refused the connection.
+    #[error("cannot connect to {authority}: nothing listens there (connection refused)")]
+    Refused { authority: String },
     #[error("{url}: {detail}")]
     Io { url: String, detail: String },
     #[error("{url}: no answer within {ms} ms")]
@@ -95,6 +98,12 @@ impl HttpUrl {
 /// GET `url`, the whole exchange bounded by `timeout`.
 pub fn get(url: &HttpUrl, timeout: Duration) -> Result<HttpResponse, HttpError> {
     send("GET", url, None, timeout)
+}
+
+/// POST to `url` with an empty body (vLLM's `/pause`, `/resume`), the whole
+/// exchange bounded by `timeout`.
+pub fn post(url: &HttpUrl, timeout: Duration) -> Result<HttpResponse, HttpError> {
+    send("POST", url, None, timeout)
 }
 
 /// `method` to `url` with an optional body and its content type, the
@@ -178,11 +187,20 @@ fn connect(url: &HttpUrl, timeout: Duration) -> Result<TcpStream, HttpError> {
         })?
         .collect();
     let mut last = String::from("no address");
+    let mut all_refused = !addrs.is_empty();
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(s) => return Ok(s),
-            Err(e) => last = e.to_string(),
+            Err(e) => {
+                all_refused &= e.kind() == std::io::ErrorKind::ConnectionRefused;
+                last = e.to_string();
+            }
         }
+    }
+    if all_refused {
+        return Err(HttpError::Refused {
+            authority: url.authority(),
+        });
     }
     Err(HttpError::Connect {
         authority: url.authority(),

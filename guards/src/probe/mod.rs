@@ -9,6 +9,7 @@ pub mod loadavg;
 pub mod meminfo;
 pub mod nvml;
 pub mod passwd;
+pub mod pipewire;
 pub mod process;
 pub mod procfd;
 pub mod prometheus;
