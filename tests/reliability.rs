@@ -408,7 +408,7 @@ fn write_failures_after_a_switch_are_reported_as_what_they_are() {
     assert_eq!(c.mode("request desktop").code, 0);
     // The disk under /var/lib/mode-controller is full.
     let full = c.sh(
-        "mount -t tmpfs -o size=64k tmpfs /var/lib/mode-controller && \
+        "mount -t tmpfs -o size=64k,mode=0755 tmpfs /var/lib/mode-controller && \
          (dd if=/dev/zero of=/var/lib/mode-controller/fill bs=4k count=100 2>/dev/null; true)",
     );
     assert_eq!(full.code, 0, "{full:?}");

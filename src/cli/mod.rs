@@ -289,6 +289,7 @@ fn check_config(file: &std::path::Path) -> Result<Output, Error> {
         .into());
     }
     let c = config::load(file)?;
+    config::check_trust(&c, file)?;
     let text = format!(
         "{} is valid: default mode {}, {} managed units, {} slices budgeted\n",
         file.display(),
@@ -340,6 +341,7 @@ fn execute(cli: &Cli) -> Result<Output, Error> {
     let mut ctx = ctx.ok_or_else(|| Error::Internal("no configuration loaded".into()))?;
     if let Some(what) = mutating(&cli.command) {
         controller::require_root(&what)?;
+        config::check_trust(&ctx.config, &cli.config)?;
         crate::logging::init_journal();
     }
     runtime()?.block_on(run_async(cli, &mut ctx))

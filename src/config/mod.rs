@@ -451,21 +451,27 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Load the configuration at `path`; when the file does not exist the
 /// built-in defaults apply (the tool works with no configuration at all).
-/// Only a regular file of at most `MAX_CONFIG_BYTES` is read; run as root,
-/// the file, the external guards it names and its audit log must be
-/// trustworthy (root's, writable by no one else, as sshd's StrictModes).
+/// Only a regular file of at most `MAX_CONFIG_BYTES` is read.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let config = match read_config(path)? {
-        Some(text) => parse(&text, path)?,
-        None => return Ok(defaults()),
-    };
+    match read_config(path)? {
+        Some(text) => parse(&text, path),
+        None => Ok(defaults()),
+    }
+}
+
+/// Before root acts on `config` (read from `path`): the file, the external
+/// guards and exec steps it names and its audit log must be trustworthy
+/// (root's, writable by no one else, as sshd's StrictModes). Read-only
+/// commands skip this, so status still explains a machine whose
+/// configuration is refused; what they would run is checked again before
+/// it runs.
+pub fn check_trust(config: &Config, path: &Path) -> Result<(), ConfigError> {
     if nix::unistd::geteuid().is_root() {
         let untrusted = |field: String, message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             field,
             message,
         };
-        mode_guards::check_trusted(path).map_err(|m| untrusted("(file)".into(), m))?;
         for (i, e) in config.guard_settings.external.iter().enumerate() {
             mode_guards::check_trusted(&e.path)
                 .map_err(|m| untrusted(format!("guard_settings.external[{i}].path"), m))?;
@@ -476,8 +482,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         }
         mode_guards::check_trusted(&config.audit_log)
             .map_err(|m| untrusted("audit_log".into(), m))?;
+        if path.exists() {
+            mode_guards::check_trusted(path).map_err(|m| untrusted("(file)".into(), m))?;
+        }
     }
-    Ok(config)
+    Ok(())
 }
 
 /// The file's text; `None` when it does not exist.
@@ -808,21 +817,23 @@ mod tests {
         );
         std::fs::write(&file, &text).unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(load(&file).is_ok(), "root's, in root's directories");
+        let trust = |f: &Path| load(f).and_then(|c| check_trust(&c, f));
+        assert!(trust(&file).is_ok(), "root's, in root's directories");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let e = load(&file).unwrap_err().to_string();
+        let e = trust(&file).unwrap_err().to_string();
         assert!(
             e.contains("(file)") && e.contains("writable by users other than root"),
             "{e}"
         );
+        assert!(load(&file).is_ok(), "read-only commands still read it");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(&guard, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = load(&file).unwrap_err().to_string();
+        let e = trust(&file).unwrap_err().to_string();
         assert!(e.contains("guard_settings.external[0].path"), "{e}");
         std::fs::set_permissions(&guard, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::create_dir(t.path().join("log")).unwrap();
         std::os::unix::fs::chown(t.path().join("log"), Some(65534), None).unwrap();
-        let e = load(&file).unwrap_err().to_string();
+        let e = trust(&file).unwrap_err().to_string();
         assert!(e.contains("audit_log") && e.contains("uid 65534"), "{e}");
     }
 

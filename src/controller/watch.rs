@@ -141,9 +141,15 @@ pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
         };
     }
     started.then(|| {
-        let to = now
-            .desired
-            .map(|m| m.to_string())
+        // The desired mode changes only once a switch converged: the
+        // target is the running transition's, once its record is written.
+        let running = now
+            .transition
+            .as_ref()
+            .filter(|t| t.outcome == "in-progress")
+            .map(|t| t.to.clone());
+        let to = running
+            .or_else(|| now.desired.map(|m| m.to_string()))
             .unwrap_or_else(|| "another mode".into());
         (format!("Switching to {to}"), now.reason.clone(), false)
     })
