@@ -45,7 +45,7 @@ fn config(c: &Container, drain: &str) {
         "/etc/mode-controller/config.json",
         &format!(
             r#"{{"version": 1,
-  "integrations": {{"slurm": {{"command_timeout_secs": 3}}}},
+  "integrations": {{"slurm": {{"command_timeout_secs": 8}}}},
   "modes": {{"desktop": {{"drain": {drain}}}}}}}"#
         ),
     );
