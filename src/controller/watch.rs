@@ -108,8 +108,15 @@ pub async fn watch(
 pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
     let started =
         now.observed == ObservedMode::Transitioning && last.observed != ObservedMode::Transitioning;
-    let new_record =
-        now.transition.as_ref().map(|t| &t.id) != last.transition.as_ref().map(|t| &t.id);
+    // A record journaled in progress is not an outcome yet: its outcome is
+    // news when it is completed (same id), so compare id and outcome.
+    let outcome_of = |s: &Snapshot| {
+        s.transition
+            .as_ref()
+            .filter(|t| t.outcome != "in-progress")
+            .map(|t| (t.id.clone(), t.outcome.clone()))
+    };
+    let new_record = outcome_of(now).is_some() && outcome_of(now) != outcome_of(last);
     if new_record {
         let t = now.transition.as_ref()?;
         let why: String = t
@@ -159,6 +166,22 @@ mod tests {
             blockers: vec![],
             drift: vec![],
         }
+    }
+
+    #[test]
+    fn a_record_journaled_in_progress_is_news_only_once_completed() {
+        let before = snap(ObservedMode::Desktop, "t1", "converged");
+        let journaled = snap(ObservedMode::Transitioning, "t2", "in-progress");
+        assert_eq!(
+            news(&before, &journaled).map(|n| n.0),
+            Some("Switching to compute".into())
+        );
+        let done = snap(ObservedMode::Compute, "t2", "converged");
+        assert_eq!(
+            news(&journaled, &done).map(|n| n.0),
+            Some("Now in compute".into()),
+            "the same id, now with its outcome"
+        );
     }
 
     #[test]
