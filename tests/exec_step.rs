@@ -75,11 +75,16 @@ fn a_hook_others_could_rewrite_is_not_run() {
     hook(&c, "open", "touch /run/ran", 5);
     c.sh("chmod 0777 /usr/local/libexec/open");
     let r = c.mode("request compute");
-    assert_eq!(r.code, 4, "{r:?}");
+    assert_eq!(
+        r.code, 7,
+        "refused with the configuration, before anything: {r:?}"
+    );
     assert!(
-        r.stderr.contains("writable by others than root"),
+        r.stderr.contains("integrations.exec[0].path")
+            && r.stderr.contains("writable by users other than root"),
         "{}",
         r.stderr
     );
+    assert_eq!(c.state("desktop.target"), "active", "nothing was switched");
     assert_eq!(c.sh("test -e /run/ran").code, 1, "it never ran");
 }

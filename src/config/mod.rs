@@ -470,6 +470,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             mode_guards::check_trusted(&e.path)
                 .map_err(|m| untrusted(format!("guard_settings.external[{i}].path"), m))?;
         }
+        for (i, e) in config.integrations.exec.iter().enumerate() {
+            mode_guards::check_trusted(&e.path)
+                .map_err(|m| untrusted(format!("integrations.exec[{i}].path"), m))?;
+        }
         mode_guards::check_trusted(&config.audit_log)
             .map_err(|m| untrusted("audit_log".into(), m))?;
     }

@@ -108,16 +108,14 @@ pub async fn watch(
 pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
     let started =
         now.observed == ObservedMode::Transitioning && last.observed != ObservedMode::Transitioning;
-    // A record journaled in progress is not an outcome yet: its outcome is
-    // news when it is completed (same id), so compare id and outcome.
-    let outcome_of = |s: &Snapshot| {
+    // A record is new when its id or its outcome is: a transition's record
+    // is written in progress first, then finished under the same id.
+    let record = |s: &Snapshot| {
         s.transition
             .as_ref()
-            .filter(|t| t.outcome != "in-progress")
             .map(|t| (t.id.clone(), t.outcome.clone()))
     };
-    let new_record = outcome_of(now).is_some() && outcome_of(now) != outcome_of(last);
-    if new_record {
+    if record(now) != record(last) {
         let t = now.transition.as_ref()?;
         let why: String = t
             .error
@@ -127,6 +125,11 @@ pub fn news(last: &Snapshot, now: &Snapshot) -> Option<(String, String, bool)> {
             .take(200)
             .collect();
         return match t.outcome.as_str() {
+            "in-progress" => Some((
+                format!("Switching to {}", t.to),
+                format!("asked by {}", t.requested_by),
+                false,
+            )),
             "noop" => None,
             "converged" => Some((
                 format!("Now in {}", t.to),
@@ -169,22 +172,6 @@ mod tests {
     }
 
     #[test]
-    fn a_record_journaled_in_progress_is_news_only_once_completed() {
-        let before = snap(ObservedMode::Desktop, "t1", "converged");
-        let journaled = snap(ObservedMode::Transitioning, "t2", "in-progress");
-        assert_eq!(
-            news(&before, &journaled).map(|n| n.0),
-            Some("Switching to compute".into())
-        );
-        let done = snap(ObservedMode::Compute, "t2", "converged");
-        assert_eq!(
-            news(&journaled, &done).map(|n| n.0),
-            Some("Now in compute".into()),
-            "the same id, now with its outcome"
-        );
-    }
-
-    #[test]
     fn news_is_a_start_an_outcome_or_nothing() {
         let before = snap(ObservedMode::Desktop, "t1", "converged");
         let moving = snap(ObservedMode::Transitioning, "t1", "converged");
@@ -200,6 +187,17 @@ mod tests {
         assert_eq!(
             news(&before, &failed).map(|n| n.0),
             Some("Switch to compute failed".into())
+        );
+        // The record of one transition: in progress, then converged.
+        let started = snap(ObservedMode::Transitioning, "t3", "in-progress");
+        assert_eq!(
+            news(&before, &started).map(|n| n.0),
+            Some("Switching to compute".into())
+        );
+        let done = snap(ObservedMode::Compute, "t3", "converged");
+        assert_eq!(
+            news(&started, &done).map(|n| n.0),
+            Some("Now in compute".into())
         );
         let noop = snap(ObservedMode::Desktop, "t2", "noop");
         assert_eq!(news(&before, &noop), None);

@@ -2,11 +2,9 @@
 //! themselves, run with the transition as JSON on standard input
 //! (`{"transition", "from", "to", "requested_by"}`), within its timeout. Its
 //! exit code decides the step; its output goes into the record. An
-//! executable that someone other than root could change is refused before
-//! it runs, as sshd's StrictModes refuses such files.
+//! executable that someone other than root could change is refused
+//! (`mode_guards::check_trusted`, as sshd's StrictModes refuses such files).
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::Duration;
 
 use super::command;
@@ -21,37 +19,10 @@ pub struct Transition<'a> {
     pub requested_by: &'a str,
 }
 
-/// Refuse a file that a non-root user could write, or whose directories
-/// they could: root would run what they put there.
-pub fn check_owned_by_root(path: &Path) -> Result<(), String> {
-    let mut at = Some(path);
-    while let Some(p) = at {
-        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        if meta.uid() != 0 {
-            return Err(format!(
-                "{} is owned by uid {}, not root: refusing to run {} as root",
-                p.display(),
-                meta.uid(),
-                path.display()
-            ));
-        }
-        let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
-        if meta.mode() & 0o022 != 0 && !sticky_dir {
-            return Err(format!(
-                "{} is writable by others than root (mode {:o}): refusing to run {} as root",
-                p.display(),
-                meta.mode() & 0o7777,
-                path.display()
-            ));
-        }
-        at = p.parent();
-    }
-    Ok(())
-}
-
 /// Run the step: `Ok(note)` when it exits 0, `Err(sentence)` otherwise.
 pub async fn run(step: &ExecIntegration, transition: &Transition<'_>) -> Result<String, String> {
-    check_owned_by_root(&step.path)?;
+    // Checked when the configuration was loaded, and again now: it runs as root.
+    mode_guards::check_trusted(&step.path)?;
     let input = serde_json::to_vec(transition).map_err(|e| e.to_string())?;
     let out = command::run(
         &step.path,
@@ -67,23 +38,5 @@ pub async fn run(step: &ExecIntegration, transition: &Transition<'_>) -> Result<
         Some(0) => Ok(format!("{} exited 0: {said}", step.name)),
         Some(code) => Err(format!("{} exited {code}: {said}", step.name)),
         None => Err(format!("{} was killed by a signal: {said}", step.name)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn a_file_others_can_write_is_refused_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("hook");
-        std::fs::write(&f, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = check_owned_by_root(&f).unwrap_err();
-        assert!(e.contains("writable by others than root"), "{e}");
-        // /bin/sh is root's, and so is every directory above it.
-        check_owned_by_root(Path::new("/bin/sh")).unwrap();
     }
 }
