@@ -204,6 +204,7 @@ fn compute_to_studio_goes_through_desktop() {
         [
             "drain-vllm vllm.service",
             "drain-jobs ai.slice",
+            // Reopened into its own graceful stop (held requests start).
             "resume-vllm vllm.service",
             "stop compute.target",
             "start desktop.target",
