@@ -164,20 +164,6 @@ pub struct ScheduledWork {
     pub state: String,
 }
 
-impl ScheduledWork {
-    /// `job 12 (train-x) of alice, RUNNING`
-    pub fn words(&self) -> String {
-        if self.id == self.name {
-            format!("pod {} of {}, {}", self.id, self.owner, self.state)
-        } else {
-            format!(
-                "job {} ({}) of {}, {}",
-                self.id, self.name, self.owner, self.state
-            )
-        }
-    }
-}
-
 impl Facts {
     /// Facts for `target_mode` with nothing gathered yet.
     pub fn new(target_mode: impl Into<String>) -> Self {

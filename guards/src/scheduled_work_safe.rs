@@ -24,6 +24,14 @@ impl ScheduledWorkSafe {
         Self { scheduler }
     }
 
+    /// `job 12 (train-x) of alice, RUNNING`, `pod ml/train-a of ml, Running`.
+    fn describe(&self, w: &ScheduledWork) -> String {
+        match self.scheduler {
+            Scheduler::Slurm => format!("job {} ({}) of {}, {}", w.id, w.name, w.owner, w.state),
+            Scheduler::K3s => format!("pod {} of {}, {}", w.id, w.owner, w.state),
+        }
+    }
+
     fn words(&self) -> (&'static str, &'static str, &'static str) {
         match self.scheduler {
             Scheduler::Slurm => (
@@ -64,7 +72,7 @@ impl Guard for ScheduledWorkSafe {
         if work.is_empty() {
             return Verdict::pass(format!("no {what} runs on this node"));
         }
-        let names: Vec<String> = work.iter().map(ScheduledWork::words).collect();
+        let names: Vec<String> = work.iter().map(|w| self.describe(w)).collect();
         Verdict::fail(
             format!(
                 "{} {what}{} on this node: {}; {clear}",

@@ -6,6 +6,7 @@ use tracing::{info, warn};
 
 use crate::clock::{transition_id, Stamp};
 use crate::mode::{Mode, ObservedMode};
+use crate::observe::Observation;
 use crate::plan::{plan, plan_clearing, with_missing_starts, Step};
 use crate::state::{
     append_audit, test_pause, RollbackRecord, StateError, StepRecord, TransitionOutcome,
@@ -16,6 +17,16 @@ use crate::systemd::Bus;
 use super::evaluate::evaluate;
 use super::steps::{execute, Transition};
 use super::{Context, Error};
+
+/// The observed mode after steps ran (no drift: only the mode is judged),
+/// read again once the system bus is back if it was lost.
+async fn observe_riding_out_bus_loss(ctx: &Context, bus: &Bus) -> Result<Observation, Error> {
+    let observed = ctx.observe_units(bus, None, None).await;
+    if observed.is_err() && matches!(super::steps::ride_out_bus_loss(bus).await, Ok(Some(_))) {
+        return ctx.observe_units(bus, None, None).await;
+    }
+    observed
+}
 
 /// Execute a plan into `to` and check the machine really is there.
 /// `record` names the transition the steps belong to; while it is
@@ -48,10 +59,7 @@ async fn converge(
         return (records, Err(f));
     }
     test_pause(&ctx.state, "verify");
-    let mut observed = ctx.observe(bus, None, None).await;
-    if observed.is_err() && matches!(super::steps::ride_out_bus_loss(bus).await, Ok(Some(_))) {
-        observed = ctx.observe(bus, None, None).await;
-    }
+    let observed = observe_riding_out_bus_loss(ctx, bus).await;
     match observed {
         Ok(o) if o.mode == ObservedMode::from(to) => (records, Ok(())),
         Ok(o) => (
@@ -320,10 +328,7 @@ async fn roll_back(
     let Some(prior_mode) = prior.as_mode() else {
         return ObservedMode::FailedTransition;
     };
-    let mut observed = ctx.observe(bus, None, None).await;
-    if observed.is_err() && matches!(super::steps::ride_out_bus_loss(bus).await, Ok(Some(_))) {
-        observed = ctx.observe(bus, None, None).await;
-    }
+    let observed = observe_riding_out_bus_loss(ctx, bus).await;
     let now = match observed {
         Ok(o) => o.mode,
         Err(_) => ObservedMode::FailedTransition,

@@ -181,14 +181,25 @@ impl Context {
         lock: Option<&LockHolder>,
         recorded: Option<ObservedMode>,
     ) -> Result<Observation, Error> {
-        let units = bus.unit_states(&self.config.managed_units()).await?;
-        let mut observed = classify(units, &self.config, lock, recorded);
+        let mut observed = self.observe_units(bus, lock, recorded).await?;
         observed.drift = drift(
             observed.mode,
             &self.drift_facts(bus, observed.mode).await?,
             &self.config,
         );
         Ok(observed)
+    }
+
+    /// The classification alone, without drift (one D-Bus call): what a
+    /// transition's verification needs.
+    pub async fn observe_units(
+        &self,
+        bus: &Bus,
+        lock: Option<&LockHolder>,
+        recorded: Option<ObservedMode>,
+    ) -> Result<Observation, Error> {
+        let units = bus.unit_states(&self.config.managed_units()).await?;
+        Ok(classify(units, &self.config, lock, recorded))
     }
 
     /// Read what drift of `mode` is judged by: outside compute, the state of

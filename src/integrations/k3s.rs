@@ -53,7 +53,7 @@ impl Pod {
     pub fn as_work(&self) -> ScheduledWork {
         ScheduledWork {
             id: self.id(),
-            name: self.id(),
+            name: self.name.clone(),
             owner: self.namespace.clone(),
             state: self.phase.clone(),
         }
