@@ -3,7 +3,7 @@
 # lib/systemd/ with the store paths filled in), taken with systemd.packages;
 # this module adds only what NixOS needs on top of them, as drop-ins: which
 # units are wanted (the boot policy, the idle timer, the way back, the
-# notifications), the idle interval, a writable audit directory elsewhere,
+# notifications; the optional ones are masked when off), the idle interval, a writable audit directory elsewhere,
 # and the switch-to-configuration markers below. It renders
 # /etc/mode-controller/config.json from `settings` (freeform JSON in the
 # schema `mode` reads), and `mode config check` validates that file while
@@ -86,6 +86,9 @@ let
     restartIfChanged = false;
     serviceConfig = lib.optionalAttrs (auditDir != dataDir) { ReadWritePaths = [ auditDir ]; };
   };
+  # An optional unit that is off is masked, as if it were not installed: a
+  # switch that turns it off stops it.
+  optional = on: dropin: if on then dropin // { overrideStrategy = "asDropin"; } else { enable = false; };
   # Only the controller starts the mode targets (see the top of this file).
   manualTarget = {
     overrideStrategy = "asDropin";
@@ -339,24 +342,19 @@ in
           wantedBy = [ "multi-user.target" ];
         };
         # Only the timer starts the idle check; nothing wants the service.
-        systemd.services.mode-idle-check = controllerDropin;
-        systemd.timers.mode-idle-check = lib.mkIf cfg.idle.enable {
-          overrideStrategy = "asDropin";
+        systemd.services.mode-idle-check = optional cfg.idle.enable controllerDropin;
+        systemd.timers.mode-idle-check = optional cfg.idle.enable {
           wantedBy = [ "timers.target" ];
           timerConfig.OnUnitActiveSec = [
             ""
             cfg.idle.interval
           ];
         };
-
-        systemd.services.mode-way-back = {
-          overrideStrategy = "asDropin";
+        systemd.services.mode-way-back = optional cfg.wayBack.enable {
+          wantedBy = [ "compute.target" ];
           restartIfChanged = false;
-          wantedBy = lib.optional cfg.wayBack.enable "compute.target";
         };
-
-        systemd.user.services.mode-notify = lib.mkIf cfg.notifications.enable {
-          overrideStrategy = "asDropin";
+        systemd.user.services.mode-notify = optional cfg.notifications.enable {
           wantedBy = [ "graphical-session.target" ];
         };
 
