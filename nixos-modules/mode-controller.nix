@@ -3,43 +3,18 @@
 # lib/systemd/ with the store paths filled in), taken with systemd.packages;
 # this module adds only what NixOS needs on top of them, as drop-ins: which
 # units are wanted (the boot policy, the idle timer, the way back, the
-# notifications; the optional ones are masked when off), the idle interval, a writable audit directory elsewhere,
-# and the switch-to-configuration markers below. It renders
+# notifications; the optional ones are masked when off), the idle interval,
+# a writable audit directory elsewhere, and the switch-to-configuration
+# markers below. It renders
 # /etc/mode-controller/config.json from `settings` (freeform JSON in the
 # schema `mode` reads), and `mode config check` validates that file while
 # the system is built: the schema, its defaults and its rules live in the
 # binary only.
 #
-# How this module keeps `nixos-rebuild switch` from changing the mode.
-# switch-to-configuration (nixpkgs: pkgs/by-name/sw/switch-to-configuration-ng,
-# which reads a unit's drop-ins too) only acts on units that are active; it
-# starts every active target again, which starts that target's Wants=
-# again, unless the target has `X-OnlyManualStart`; and it skips a changed
-# active service with `X-RestartIfChanged=false`. So:
-#
-# - desktop.target and compute.target carry `X-OnlyManualStart=true`, so
-#   switch-to-configuration never starts them; only the controller does. A
-#   switch in compute mode therefore does not start compute.target's wants
-#   behind the controller's back, and nothing starts desktop.target (which
-#   would stop compute.target through its Conflicts=).
-# - graphical.target and the display manager are inactive in compute mode, so
-#   switch-to-configuration leaves them alone; NixOS's display managers also
-#   set `restartIfChanged = false`.
-# - The boot policy (mode-controller-boot.service) is wanted by
-#   multi-user.target, which switch-to-configuration re-starts. It stays
-#   active after boot (RemainAfterExit), is never restarted when changed
-#   (X-RestartIfChanged=false) and runs only while no transition has been
-#   recorded in this boot (ConditionPathExists=!last-transition.json), so a
-#   switch never runs it again.
-# - `mode-controller@.service`, `mode-idle-check.service` and
-#   `mode-way-back.service` have `restartIfChanged = false`: a switch does
-#   not kill a transition in flight, nor an idle check waiting for the
-#   compute request it made.
-# - The workloads (`workloads`: the services of the modes' start lists, the
-#   vLLM profile template) get `restartIfChanged = false`: a switch in a mode
-#   that runs them does not restart them with no drain.
-# - Slice budgets are set at run time over D-Bus (runtime drop-ins under
-#   /run/systemd/system.control), which a daemon-reload keeps.
+# Why those drop-ins keep `nixos-rebuild switch` from changing the mode
+# (X-OnlyManualStart on the mode targets, X-RestartIfChanged=false on the
+# controller's units and the workloads): docs/nixos.md, "Boot and
+# `nixos-rebuild switch`" (switch-to-configuration-ng reads drop-ins too).
 {
   config,
   lib,
@@ -88,7 +63,7 @@ let
   };
   # An optional unit that is off is masked, as if it were not installed: a
   # switch that turns it off stops it.
-  optional = on: dropin: if on then dropin // { overrideStrategy = "asDropin"; } else { enable = false; };
+  optionalUnit = on: dropin: if on then dropin // { overrideStrategy = "asDropin"; } else { enable = false; };
   # Only the controller starts the mode targets (see the top of this file).
   manualTarget = {
     overrideStrategy = "asDropin";
@@ -342,19 +317,19 @@ in
           wantedBy = [ "multi-user.target" ];
         };
         # Only the timer starts the idle check; nothing wants the service.
-        systemd.services.mode-idle-check = optional cfg.idle.enable controllerDropin;
-        systemd.timers.mode-idle-check = optional cfg.idle.enable {
+        systemd.services.mode-idle-check = optionalUnit cfg.idle.enable controllerDropin;
+        systemd.timers.mode-idle-check = optionalUnit cfg.idle.enable {
           wantedBy = [ "timers.target" ];
           timerConfig.OnUnitActiveSec = [
             ""
             cfg.idle.interval
           ];
         };
-        systemd.services.mode-way-back = optional cfg.wayBack.enable {
+        systemd.services.mode-way-back = optionalUnit cfg.wayBack.enable {
           wantedBy = [ "compute.target" ];
           restartIfChanged = false;
         };
-        systemd.user.services.mode-notify = optional cfg.notifications.enable {
+        systemd.user.services.mode-notify = optionalUnit cfg.notifications.enable {
           wantedBy = [ "graphical-session.target" ];
         };
 
