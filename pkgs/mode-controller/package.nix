@@ -48,13 +48,15 @@ rustPlatform.buildRustPackage {
   ];
 
   postInstall = ''
-    install -Dm644 -t $out/lib/systemd/system ${../systemd}/*
-    install -Dm644 -t $out/lib/systemd/user ${../systemd-user}/*
-    substituteInPlace $out/lib/systemd/{system,user}/* \
+    # Drop-in directories too (mode-.service.d/: the sandbox of every mode-* unit).
+    mkdir -p $out/lib/systemd
+    cp -r --no-preserve=mode ${../systemd} $out/lib/systemd/system
+    cp -r --no-preserve=mode ${../systemd-user} $out/lib/systemd/user
+    substituteInPlace $(find $out/lib/systemd -type f) \
       --replace-quiet =/usr/bin/mode =$out/bin/mode \
       --replace-quiet =/bin/ =${coreutils}/bin/
     # A unit naming a program elsewhere would fail on NixOS: stop here instead.
-    if grep -n '^Exec[A-Za-z]*=[-@:+!]*/\(usr\|bin\|sbin\)/' $out/lib/systemd/{system,user}/*; then
+    if grep -rn '^Exec[A-Za-z]*=[-@:+!]*/\(usr\|bin\|sbin\)/' $out/lib/systemd; then
       echo "a unit above names a program outside the store" >&2
       exit 1
     fi
