@@ -269,7 +269,11 @@ fn post_teardown_checks(config: &Config, to: Mode) -> Vec<Step> {
     mode_guards::SPECS
         .iter()
         .filter(|s| s.after_teardown())
-        .filter(|s| guards.get(s.name()).is_some_and(|g| *g != GuardSeverity::Off))
+        .filter(|s| {
+            guards
+                .get(s.name())
+                .is_some_and(|g| *g != GuardSeverity::Off)
+        })
         .map(|s| Step::Check {
             guard: s.name().to_string(),
         })

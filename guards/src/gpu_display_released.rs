@@ -48,9 +48,11 @@ fn advice(b: &Blocked<DisplayGpuUse>) -> Option<String> {
         ));
     }
     Some(if found.is_some_and(|f| !f.unreadable.is_empty()) {
-        "run the check as root (mode apply runs as root) so every process's open files can be read".into()
+        "run the check as root (mode apply runs as root) so every process's open files can be read"
+            .into()
     } else {
-        "check guard_settings.gpu (display_gpu, nvml_library) against the GPUs this machine has".into()
+        "check guard_settings.gpu (display_gpu, nvml_library) against the GPUs this machine has"
+            .into()
     })
 }
 

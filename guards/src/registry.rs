@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::spec::Spec;
 use crate::{
     audio_idle, cpu_load_safe, gpu_display_released, graphical_session_absent, memory_headroom,
-    scheduled_work_safe, studio_capability_local, target_reachable, user_jobs_safe,
-    vllm_drainable, ExternalGuard, Guard, GuardSettings, Roots,
+    scheduled_work_safe, studio_capability_local, target_reachable, user_jobs_safe, vllm_drainable,
+    ExternalGuard, Guard, GuardSettings, Roots,
 };
 
 /// Every built-in guard (contract.md), in the order docs/guards.md lists them.

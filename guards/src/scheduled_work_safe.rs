@@ -173,7 +173,10 @@ mod tests {
             let evidence: Evidence = serde_json::from_value(r.evidence.clone()).unwrap();
             assert_eq!(evidence.work, [job()], "the evidence reads back");
             let a = crate::advice(&r).unwrap();
-            assert!(a.starts_with(&format!("clear what {} reports", spec.name)), "{a}");
+            assert!(
+                a.starts_with(&format!("clear what {} reports", spec.name)),
+                "{a}"
+            );
             assert!(a.ends_with(clear), "{a}");
         }
     }

@@ -116,7 +116,9 @@ mod tests {
         );
         let r = blocked(SPEC.name, check(json!({"studio": 3})));
         assert!(
-            crate::advice(&r).unwrap().contains("capability-placement.json"),
+            crate::advice(&r)
+                .unwrap()
+                .contains("capability-placement.json"),
             "{r:?}"
         );
     }

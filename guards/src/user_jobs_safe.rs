@@ -199,7 +199,10 @@ mod tests {
         );
         let v = check(Err("no bus".into()));
         let a = crate::advice(&blocked(SPEC.name, v)).unwrap();
-        assert!(a.contains("could not decide") && a.contains("no bus"), "{a}");
+        assert!(
+            a.contains("could not decide") && a.contains("no bus"),
+            "{a}"
+        );
     }
 
     #[test]

@@ -38,7 +38,11 @@ pub struct Evidence {
 
 fn advice(b: &Blocked<Evidence>) -> Option<String> {
     Some(if b.failed {
-        "wait for vLLM's requests to finish (or stop sending them), or raise guard_settings.vllm.drain_wait_secs".into()
+        let requests = match &b.evidence {
+            Some(e) => format!("{} running and {} waiting requests", e.running, e.waiting),
+            None => "requests".into(),
+        };
+        format!("wait for vLLM's {requests} to finish (or stop sending them), or raise guard_settings.vllm.drain_wait_secs")
     } else {
         "check the vLLM unit (systemctl status) and guard_settings.vllm.endpoint".into()
     })

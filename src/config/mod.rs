@@ -232,6 +232,7 @@ fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mode::Mode;
 
     fn p(text: &str) -> Result<Config, ConfigError> {
         parse(text, Path::new("/etc/mode-controller/config.json"))
@@ -395,7 +396,9 @@ mod tests {
         let fields: Vec<&str> = e
             .lines()
             .map(|l| {
-                let rest = l.strip_prefix("/etc/mode-controller/config.json: ").unwrap();
+                let rest = l
+                    .strip_prefix("/etc/mode-controller/config.json: ")
+                    .unwrap();
                 rest.split(": ").next().unwrap()
             })
             .collect();

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use mode_guards::GuardSettings;
 
-use super::{Drain, IdleConfig, Integrations, Readiness, SliceBudget, VllmPlacement, VllmProfiles, WayBackConfig, BootMode};
+use super::{
+    BootMode, Drain, IdleConfig, Integrations, Readiness, SliceBudget, VllmPlacement, VllmProfiles,
+    WayBackConfig,
+};
 use crate::mode::Mode;
 
 pub const SCHEMA_VERSION: u32 = 1;

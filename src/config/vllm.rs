@@ -202,7 +202,9 @@ impl VllmProfiles {
         } else if uuids != 0 && uuids != self.gpus.len() {
             Some("name every GPU the same way, all by PCI address or all by UUID: a UUID's place in PCI order is not known here".to_string())
         } else {
-            bad.map(|bad| format!("{bad:?} is neither a PCI address (0000:01:00.0) nor a GPU UUID (GPU-...)"))
+            bad.map(|bad| {
+                format!("{bad:?} is neither a PCI address (0000:01:00.0) nor a GPU UUID (GPU-...)")
+            })
         };
         let list_ok = list_problem.is_none();
         if let Some(message) = list_problem {

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mode_guards::{
-    evaluate_all, external, spec, Facts, Guard, GuardReport, GuardResult, HardWhen, Outcome,
-    Roots, Severity, Spec, VllmDrainable, GPU_DISPLAY_RELEASED, K3S_GPU_PODS_SAFE,
-    SLURM_JOBS_SAFE, VLLM_DRAINABLE,
+    evaluate_all, external, spec, Facts, Guard, GuardReport, GuardResult, HardWhen, Outcome, Roots,
+    Severity, Spec, VllmDrainable, GPU_DISPLAY_RELEASED, K3S_GPU_PODS_SAFE, SLURM_JOBS_SAFE,
+    VLLM_DRAINABLE,
 };
 
 use crate::clock::Stamp;

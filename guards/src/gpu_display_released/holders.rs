@@ -104,9 +104,7 @@ pub(super) fn gather(
             gpu_memory_mib: None,
         });
         entry.nvml_context = Some(match (entry.nvml_context, p.context) {
-            (Some(ContextKind::Graphics), _) | (_, ContextKind::Graphics) => {
-                ContextKind::Graphics
-            }
+            (Some(ContextKind::Graphics), _) | (_, ContextKind::Graphics) => ContextKind::Graphics,
             _ => ContextKind::Compute,
         });
         if let Some(bytes) = p.used_memory_bytes {
@@ -121,8 +119,7 @@ pub(super) fn gather(
         .into_iter()
         .map(|u| UnknownHolder {
             pid: u.pid,
-            comm: process::command_name(&roots.procfs, u.pid)
-                .unwrap_or_else(|| "?".into()),
+            comm: process::command_name(&roots.procfs, u.pid).unwrap_or_else(|| "?".into()),
             error: u.error,
         })
         .collect();
@@ -138,8 +135,10 @@ pub(super) fn gather(
     })
 }
 
-
-fn ask_nvml(settings: &GpuSettings, display: &DisplayGpu) -> (Vec<nvml::NvmlProcess>, String, bool) {
+fn ask_nvml(
+    settings: &GpuSettings,
+    display: &DisplayGpu,
+) -> (Vec<nvml::NvmlProcess>, String, bool) {
     let selector = match settings.display_gpu.as_deref() {
         Some(s) if is_uuid(s) => GpuSelector::Uuid(s.to_string()),
         _ => GpuSelector::Pci(display.pci.clone()),

@@ -113,7 +113,11 @@ pub fn resolve_display(
 }
 
 /// The device nodes of the GPU at `pci` that exist under `dev`.
-pub(super) fn device_nodes(dev: &std::path::Path, pci: &str, topology: &GpuTopology) -> Vec<String> {
+pub(super) fn device_nodes(
+    dev: &std::path::Path,
+    pci: &str,
+    topology: &GpuTopology,
+) -> Vec<String> {
     let drm = topology
         .gpu(pci)
         .map(|g| {
@@ -139,7 +143,11 @@ pub(super) fn device_nodes(dev: &std::path::Path, pci: &str, topology: &GpuTopol
 /// mapped to a GPU count (better a false blocker than a wedged switch);
 /// NVIDIA's shared nodes count only when the display GPU is the only
 /// NVIDIA GPU.
-pub(super) fn touches_display(kind: &DeviceKind, display: &DisplayGpu, topology: &GpuTopology) -> bool {
+pub(super) fn touches_display(
+    kind: &DeviceKind,
+    display: &DisplayGpu,
+    topology: &GpuTopology,
+) -> bool {
     let is_display = |pci: Option<&String>| pci.is_none_or(|p| *p == display.pci);
     match kind {
         DeviceKind::NvidiaGpu { minor } => is_display(topology.nvidia_minors.get(minor)),
