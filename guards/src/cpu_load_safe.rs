@@ -131,3 +131,32 @@ impl Guard for CpuLoadSafe {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_evidence_keeps_the_words_of_the_contract() {
+        let psi = Evidence::Psi {
+            pressure_avg10: 55.0,
+            pressure_avg60: 20.0,
+            max_pressure_avg10: 40.0,
+        };
+        assert_eq!(
+            serde_json::to_value(&psi).unwrap(),
+            json!({"source": "psi", "pressure_avg10": 55.0, "pressure_avg60": 20.0, "max_pressure_avg10": 40.0})
+        );
+        let load = Evidence::Loadavg {
+            load_1min: 3.0,
+            cpus: 2,
+            load_per_cpu: 1.5,
+            max_load_per_cpu: 1.5,
+        };
+        assert_eq!(
+            serde_json::to_value(&load).unwrap(),
+            json!({"source": "loadavg", "load_1min": 3.0, "cpus": 2, "load_per_cpu": 1.5, "max_load_per_cpu": 1.5})
+        );
+    }
+}

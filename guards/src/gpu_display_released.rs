@@ -195,7 +195,6 @@ impl GpuDisplayReleased {
 
     fn judge(&self, found: DisplayGpuUse) -> Verdict {
         let gpu = found.display_gpu.pci.clone();
-        let evidence = found.clone();
         if !found.holders.is_empty() {
             let names: Vec<String> = found.holders.iter().map(holders::describe_holder).collect();
             let mut reason = format!(
@@ -211,7 +210,7 @@ impl GpuDisplayReleased {
                     found.unreadable.len()
                 ));
             }
-            return SPEC.fail(reason, &evidence);
+            return SPEC.fail(reason, &found);
         }
         if !found.unreadable.is_empty() {
             let names: Vec<String> = found
@@ -228,7 +227,7 @@ impl GpuDisplayReleased {
                     if found.unreadable.len() == 1 { "" } else { "es" },
                     names.join("; ")
                 ),
-                &evidence,
+                &found,
             );
         }
         if found.nvml_failed && self.settings.require_nvml {
@@ -238,7 +237,7 @@ impl GpuDisplayReleased {
                     "NVML is required (guard_settings.gpu.require_nvml) but {}",
                     found.nvml
                 ),
-                &evidence,
+                &found,
             );
         }
         let mut reason = format!(
@@ -253,7 +252,7 @@ impl GpuDisplayReleased {
                 .collect();
             reason.push_str(&format!("; allowed: {}", names.join(", ")));
         }
-        SPEC.verdict(Outcome::Pass, reason, &evidence)
+        SPEC.verdict(Outcome::Pass, reason, &found)
     }
 }
 

@@ -138,3 +138,36 @@ impl Guard for MemoryHeadroom {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_evidence_keeps_the_words_of_the_contract() {
+        let e = Evidence {
+            available_mib: 1000,
+            total_mib: 31250,
+            min_available_mib: 4096,
+            pressure_avg10: None,
+            max_pressure_avg10: 10.0,
+            checked: Checked {
+                available: Outcome::Fail,
+                pressure: Outcome::Skipped,
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            json!({
+                "available_mib": 1000,
+                "total_mib": 31250,
+                "min_available_mib": 4096,
+                "pressure_avg10": null,
+                "max_pressure_avg10": 10.0,
+                "checked": {"available": "fail", "pressure": "skipped"},
+            })
+            .to_string()
+        );
+    }
+}
