@@ -51,7 +51,12 @@ pub enum Command {
         timeout: Option<u64>,
     },
     /// Run the transition to MODE in this process (root; what the unit runs).
-    Apply { mode: Mode },
+    /// The unit's instance MODE:USER (or reconcile:USER) is a transition that
+    /// USER asked for through polkit, recorded as theirs.
+    Apply {
+        #[arg(value_name = "MODE")]
+        mode: crate::controller::requester::Instance,
+    },
     /// Converge to the desired mode (root); nothing happens when already there.
     Reconcile,
     /// Decide whether this unattended desktop should become a compute node, and
