@@ -17,7 +17,7 @@ Examples:
 
 Modes: desktop, studio-local, compute.
 Exit codes: 0 ok, 1 internal error, 2 usage, 3 refused by a guard, 4 failed (rolled back),
-5 busy, 6 not root, 7 environment/configuration problem, 8 timed out waiting.";
+5 busy, 6 not permitted (root, or polkit's group: docs/operations.md), 7 environment/configuration problem, 8 timed out waiting.";
 
 /// Switch this workstation between desktop, studio and compute modes as a
 /// verified, reversible systemd transition.
@@ -39,8 +39,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Ask for MODE (root): records it as desired, runs mode-controller@MODE.service and
-    /// waits until the switch is verified, refused or rolled back.
+    /// Ask for MODE (root, or a user polkit allows): runs mode-controller@MODE.service
+    /// and waits until the switch is verified, refused or rolled back.
     Request {
         mode: Mode,
         /// Return once the transition is queued.
@@ -57,7 +57,8 @@ pub enum Command {
         #[arg(value_name = "MODE")]
         mode: crate::controller::requester::Instance,
     },
-    /// Converge to the desired mode (root); nothing happens when already there.
+    /// Converge to the desired mode (root, or a user polkit allows); nothing
+    /// happens when already there.
     Reconcile,
     /// Decide whether this unattended desktop should become a compute node, and
     /// say why (not); run by root (mode-idle-check.timer) it requests compute,
@@ -99,8 +100,13 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff).
-    Manpage,
+    /// Print the man page mode(1) (roff); with --dir, write it and the page of
+    /// every command it lists (mode-request.1, mode-config-check.1, ...) there.
+    Manpage {
+        /// The directory to write every page into (`/usr/share/man/man1`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 const IDLE_HELP: &str = "\

@@ -279,9 +279,10 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
                 &serde_json::json!({"explanation": text, "observed": o, "dry_run": dry}),
             ))
         }
-        Command::Desired | Command::Config(_) | Command::Completions { .. } | Command::Manpage => {
-            Err(Error::Internal("this command needs no bus".into()))
-        }
+        Command::Desired
+        | Command::Config(_)
+        | Command::Completions { .. }
+        | Command::Manpage { .. } => Err(Error::Internal("this command needs no bus".into())),
     }
 }
 
@@ -309,16 +310,36 @@ fn run_local(cli: &Cli, ctx: Option<&Context>) -> Option<Result<Output, Error>> 
             clap_complete::generate(*shell, &mut Cli::command(), "mode", &mut buf);
             Some(Ok(raw(buf)))
         }
-        Command::Manpage => {
-            let mut buf = Vec::new();
-            Some(
-                clap_mangen::Man::new(Cli::command())
-                    .render(&mut buf)
-                    .map(|_| raw(buf))
-                    .map_err(|e| Error::Internal(format!("cannot render the man page: {e}"))),
-            )
-        }
+        Command::Manpage { dir } => Some(man_pages(dir.as_deref())),
         _ => None,
+    }
+}
+
+/// The man pages, all from clap's description of the commands (one home):
+/// mode(1) on stdout, or with `dir` every page written there. Without a
+/// `help` subcommand, so the main page lists only pages that exist.
+fn man_pages(dir: Option<&std::path::Path>) -> Result<Output, Error> {
+    let cmd = Cli::command().disable_help_subcommand(true);
+    match dir {
+        None => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut buf)
+                .map(|_| raw(buf))
+                .map_err(|e| Error::Internal(format!("cannot render the man page: {e}")))
+        }
+        Some(dir) => {
+            clap_mangen::generate_to(cmd, dir).map_err(|e| {
+                Error::State(crate::state::StateError::Io {
+                    file: dir.to_path_buf(),
+                    source: e,
+                })
+            })?;
+            Ok(Output::ok(
+                format!("wrote the man pages to {}\n", dir.display()),
+                &serde_json::json!({"dir": dir}),
+            ))
+        }
     }
 }
 
@@ -365,7 +386,7 @@ fn mutating(c: &Command) -> Option<String> {
 fn execute(cli: &Cli) -> Result<Output, Error> {
     let needs_config = !matches!(
         cli.command,
-        Command::Config(_) | Command::Completions { .. } | Command::Manpage
+        Command::Config(_) | Command::Completions { .. } | Command::Manpage { .. }
     );
     let ctx = if needs_config {
         let config = config::load(&cli.config)?;
