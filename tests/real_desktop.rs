@@ -386,6 +386,19 @@ fn a_member_of_the_group_in_her_local_session_switches_without_sudo_through_the_
         record_before
     );
 
+    // An instance that names nobody who exists, started by root: the
+    // oneshot refuses it (6), and nothing is recorded.
+    let r = c.sh("systemctl start mode-controller@desktop:ghost.service");
+    assert_ne!(r.code, 0, "{r:?}");
+    assert_eq!(
+        c.prop("mode-controller@desktop:ghost.service", "ExecMainStatus"),
+        "6"
+    );
+    assert_eq!(
+        c.read("/run/mode-controller/last-transition.json"),
+        record_before
+    );
+
     // The same member outside any session (no logind session: neither
     // local nor active for polkit): 6.
     for cmd in [

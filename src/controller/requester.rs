@@ -19,7 +19,8 @@ use super::Error;
 /// The group the shipped polkit rule lets switch (configurable there).
 pub const DEFAULT_GROUP: &str = "mode-controller";
 
-/// Where the polkit rule is installed (Debian; NixOS writes its own).
+/// Where the polkit rule is installed (Debian; NixOS puts it in its own
+/// rules file, from services.modeController.polkit).
 pub const RULES_FILE: &str = "/etc/polkit-1/rules.d/50-mode-controller.rules";
 
 /// What a unit instance asks for.
@@ -167,8 +168,9 @@ pub fn denied(what: &str, e: SystemdError) -> Error {
     match e {
         SystemdError::Denied { unit, detail } => Error::NotPermitted(format!(
             "`mode {what}` needs root or polkit's permission, and polkit refused {unit} ({detail}): \
-             it allows members of the group its rule names ({DEFAULT_GROUP} by default, in {RULES_FILE}) \
-             in an active local session; join that group, or run it with sudo (docs/operations.md, switching without sudo)"
+             the rule ({RULES_FILE}; services.modeController.polkit on NixOS) allows members of its group \
+             ({DEFAULT_GROUP} by default) in an active local session; join that group, or run it with sudo \
+             (docs/operations.md, switching without sudo)"
         )),
         other => other.into(),
     }
