@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::controller::requester::Instance;
 use crate::mode::Mode;
 
 const EXAMPLES: &str = "\
@@ -54,8 +55,8 @@ pub enum Command {
     /// The unit's instance MODE:USER (or reconcile:USER) is a transition that
     /// USER asked for through polkit, recorded as theirs.
     Apply {
-        #[arg(value_name = "MODE")]
-        mode: crate::controller::requester::Instance,
+        #[arg(value_name = "MODE", value_parser = InstanceParser)]
+        mode: Instance,
     },
     /// Converge to the desired mode (root, or a user polkit allows); nothing
     /// happens when already there.
@@ -149,6 +150,42 @@ pub enum ConfigCommand {
     Check { file: PathBuf },
     /// Print the built-in default configuration.
     Defaults,
+}
+
+/// `mode apply`'s argument: a mode word (the choices `--help` and the
+/// completions offer) or a unit instance naming its requester, parsed by
+/// `Instance` alone.
+#[derive(Clone)]
+struct InstanceParser;
+
+impl clap::builder::TypedValueParser for InstanceParser {
+    type Value = Instance;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Instance, clap::Error> {
+        let text = value.to_string_lossy();
+        text.parse().map_err(|e: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value '{text}' for MODE: {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            Mode::ALL
+                .into_iter()
+                .map(|m| clap::builder::PossibleValue::new(m.word())),
+        ))
+    }
 }
 
 /// The mode words as clap's choices, so `--help` lists them and the shell
