@@ -144,11 +144,24 @@ impl Bus {
                 .map_err(|e| enqueue_error(unit, kind, e))?;
             return Ok((job_id, affected));
         }
-        let path = match kind {
-            JobKind::Start => manager.start_unit(unit.to_string(), "replace".into()).await,
-            JobKind::Stop => manager.stop_unit(unit.to_string(), "replace".into()).await,
-        }
-        .map_err(|e| enqueue_error(unit, kind, e))?;
+        // Allowing interactive authorization, as systemctl does: where
+        // polkit would ask for an administrator's password (its default for
+        // anyone its rules do not let in), a polkit agent of the session
+        // may ask; with none, polkit says no at once.
+        let method = match kind {
+            JobKind::Start => "StartUnit",
+            JobKind::Stop => "StopUnit",
+        };
+        let path: zbus::OwnedObjectPath = manager
+            .inner()
+            .call_with_flags(
+                method,
+                zbus::proxy::MethodFlags::ALLOW_INTERACTIVE_AUTH,
+                &(unit, "replace"),
+            )
+            .await
+            .map_err(|e| enqueue_error(unit, kind, e))?
+            .ok_or_else(|| SystemdError::call(format!("{method} {unit}"), "no reply"))?;
         let job_id = job_id_of(path.as_str()).ok_or_else(|| {
             SystemdError::call(
                 format!("{} {unit}", kind.word()),
