@@ -59,6 +59,31 @@ fn a_bad_config_names_the_file_and_field_with_exit_7() {
 }
 
 #[test]
+fn config_check_lists_every_bad_field_one_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.json");
+    std::fs::write(
+        &file,
+        r#"{"version": 1, "guard_settings": {"gpu": {"poll_interval_ms": 0}, "cpu": {"max_pressure_avg10": 0}}}"#,
+    )
+    .unwrap();
+    let out = mode(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7));
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("config.json: guard_settings.gpu.poll_interval_ms: 0 ms is out of range"),
+        "{err}"
+    );
+    assert!(
+        lines[1]
+            .contains("config.json: guard_settings.cpu.max_pressure_avg10: 0 is not a percentage"),
+        "{err}"
+    );
+}
+
+#[test]
 fn json_errors_are_one_document_on_stdout() {
     let out = mode(&["--json", "config", "check", "/nonexistent/config.json"]);
     assert_eq!(out.status.code(), Some(7));
