@@ -71,6 +71,9 @@ let
   };
 in
 {
+  # Switching without sudo (services.modeController.polkit), on its own.
+  imports = [ ./polkit.nix ];
+
   options.services.modeController = {
     enable = lib.mkEnableOption ''
       mode-controller, which switches this machine between the desktop,

@@ -130,21 +130,57 @@ fn usage_errors_are_one_line_and_json_under_json() {
     );
 }
 
+/// `apply`, `boot` and `way-back` are root's alone; `request` and
+/// `reconcile` by anyone else go to systemd and polkit (tests/real_desktop.rs).
 #[test]
 fn a_non_root_caller_is_refused_before_anything_else() {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_mode"),
-            "request",
-            "compute",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("needs root (you are uid 65534)"));
+    for args in [
+        &["apply", "compute"][..],
+        &["apply", "compute:nobody"],
+        &["boot"],
+    ] {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_mode"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(6),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("needs root (you are uid 65534)"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+/// The transition unit's instance is a mode, or a mode (or reconcile) and
+/// one plain user name: nothing else gets through `mode apply`.
+#[test]
+fn an_instance_smuggling_anything_but_a_user_is_a_usage_error() {
+    for bad in [
+        "gaming",
+        "reconcile",
+        "compute:--config=/tmp/x",
+        "compute:alice:bob",
+        "compute:al ice",
+        "compute:",
+    ] {
+        let out = mode(&["apply", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("mode: usage: ") && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+    let help = text(&mode(&["apply", "--help"]).stdout);
+    assert!(help.contains("desktop, studio-local, compute"), "{help}");
 }
 
 #[test]

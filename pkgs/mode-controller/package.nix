@@ -62,15 +62,18 @@ rustPlatform.buildRustPackage {
     fi
   ''
   # `mode completions bash|zsh|fish` and `mode manpage` are part of the CLI
-  # (clap_complete / clap_mangen); they print to stdout. Running the binary
-  # needs a build platform that can execute it, so cross builds skip this.
+  # (clap_complete / clap_mangen): completions print to stdout, `mode manpage
+  # --dir` writes mode.1 and the page of every command it lists. Running the
+  # binary needs a build platform that can execute it, so cross builds skip
+  # this.
   + lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
     installShellCompletion --cmd mode \
       --bash <($out/bin/mode completions bash) \
       --fish <($out/bin/mode completions fish) \
       --zsh <($out/bin/mode completions zsh)
-    $out/bin/mode manpage > mode.1
-    installManPage mode.1
+    mkdir man
+    $out/bin/mode manpage --dir man
+    installManPage man/*.1
   '';
 
   meta = {

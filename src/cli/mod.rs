@@ -17,6 +17,7 @@ pub use args::Cli;
 use args::{Command, ConfigCommand};
 
 use crate::config;
+use crate::controller::requester::What;
 use crate::controller::{self, Context, Error, RequestOutcome};
 use crate::state::{StateDir, TransitionOutcome, TransitionRecord};
 use crate::systemd::Bus;
@@ -77,6 +78,75 @@ fn recorded(result: Result<TransitionRecord, Error>, ctx: &Context) -> Result<Ou
     }
 }
 
+/// What a request (or a reconcile asked of the unit) printed: the record of
+/// the transition that served it, or the sentence why there is none.
+/// `unit` is named in the hints.
+fn request_output(outcome: RequestOutcome, ctx: &Context, unit: &str) -> Output {
+    match outcome {
+        RequestOutcome::Queued { unit, job } => Output::ok(
+            format!("queued {unit} (job {job}); follow it with `mode status`\n"),
+            &serde_json::json!({"queued": unit, "job": job}),
+        ),
+        RequestOutcome::Finished {
+            record: Some(r),
+            exit,
+            why,
+        } => {
+            let mut out = transition_output(&r, ctx);
+            if exit != out.code || why.is_some() {
+                out.error = why.or(out.error).or_else(|| {
+                    Some(format!(
+                        "the transition to {} {}, but recording it failed: {}",
+                        r.to,
+                        r.outcome.word(),
+                        r.record_error
+                            .clone()
+                            .unwrap_or_else(|| format!("see `journalctl -u {unit}`"))
+                    ))
+                });
+            }
+            out.code = exit;
+            out
+        }
+        RequestOutcome::Finished {
+            record: None,
+            exit,
+            why,
+        } => {
+            let why = why.unwrap_or_else(|| {
+                format!("the transition unit exited with code {exit}; see `journalctl -u {unit}`")
+            });
+            Output {
+                text: String::new(),
+                json: serde_json::json!({"error": why, "exit_code": exit}),
+                code: if exit == 0 { 1 } else { exit },
+                error: Some(why),
+            }
+        }
+    }
+}
+
+/// The unit a reconcile by this (unprivileged) user runs as, for hints.
+fn reconcile_unit() -> String {
+    controller::requester::Requester::caller().map_or_else(
+        |_| "mode-controller@reconcile:USER.service".into(),
+        |r| {
+            controller::requester::Instance {
+                what: What::Reconcile,
+                user: Some(r.name),
+            }
+            .unit()
+        },
+    )
+}
+
+fn nothing_to_reconcile() -> Output {
+    Output::ok(
+        "already converged: nothing to do\n".into(),
+        &serde_json::json!({"outcome": "noop"}),
+    )
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -96,62 +166,39 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
             timeout,
         } => {
             let secs = timeout.unwrap_or(ctx.config.timeouts.request_secs);
-            match controller::request(ctx, &bus, *mode, !no_wait, Duration::from_secs(secs)).await?
-            {
-                RequestOutcome::Queued { unit, job } => Ok(Output::ok(
-                    format!("queued {unit} (job {job}); follow it with `mode status`\n"),
-                    &serde_json::json!({"queued": unit, "job": job}),
-                )),
-                RequestOutcome::Finished {
-                    record: Some(r),
-                    exit,
-                    why,
-                } => {
-                    let mut out = transition_output(&r, ctx);
-                    if exit != out.code || why.is_some() {
-                        out.error = why.or(out.error).or_else(|| {
-                            Some(format!(
-                                "the transition to {} {}, but recording it failed: {}",
-                                r.to,
-                                r.outcome.word(),
-                                r.record_error.clone().unwrap_or_else(|| format!(
-                                    "see `journalctl -u mode-controller@{mode}.service`"
-                                ))
-                            ))
-                        });
-                    }
-                    out.code = exit;
-                    Ok(out)
-                }
-                RequestOutcome::Finished {
-                    record: None,
-                    exit,
-                    why,
-                } => {
-                    let why = why.unwrap_or_else(|| {
-                        format!("the transition unit exited with code {exit}; see `journalctl -u mode-controller@{mode}.service`")
-                    });
-                    Ok(Output {
-                        text: String::new(),
-                        json: serde_json::json!({"error": why, "exit_code": exit}),
-                        code: if exit == 0 { 1 } else { exit },
-                        error: Some(why),
-                    })
-                }
-            }
+            let outcome =
+                controller::request(ctx, &bus, *mode, !no_wait, Duration::from_secs(secs)).await?;
+            Ok(request_output(
+                outcome,
+                ctx,
+                &format!("mode-controller@{mode}.service"),
+            ))
         }
-        Command::Apply { mode } => {
-            recorded(controller::apply(ctx, &bus, *mode, &caller).await, ctx)
-        }
+        Command::Apply { mode } => match (mode.what, &mode.user) {
+            (What::Mode(m), None) => recorded(controller::apply(ctx, &bus, m, &caller).await, ctx),
+            _ => match controller::apply_instance(ctx, &bus, mode, &caller).await {
+                Ok(Some(record)) => Ok(transition_output(&record, ctx)),
+                Err(e) => recorded(Err(e), ctx),
+                Ok(None) => Ok(nothing_to_reconcile()),
+            },
+        },
         Command::IdleCheck(args) => automation::idle_check(ctx, &bus, args).await,
         Command::Boot { boot_mode } => automation::boot(ctx, &bus, *boot_mode).await,
+        Command::Reconcile if !nix::unistd::getuid().is_root() => {
+            let timeout = Duration::from_secs(ctx.config.timeouts.request_secs);
+            match controller::reconcile_through_polkit(ctx, &bus, timeout).await? {
+                RequestOutcome::Finished {
+                    record: None,
+                    exit: 0,
+                    ..
+                } => Ok(nothing_to_reconcile()),
+                outcome => Ok(request_output(outcome, ctx, &reconcile_unit())),
+            }
+        }
         Command::Reconcile => match controller::reconcile(ctx, &bus).await {
             Ok(Some(record)) => Ok(transition_output(&record, ctx)),
             Err(e) => recorded(Err(e), ctx),
-            Ok(None) => Ok(Output::ok(
-                "already converged: nothing to do\n".into(),
-                &serde_json::json!({"outcome": "noop"}),
-            )),
+            Ok(None) => Ok(nothing_to_reconcile()),
         },
         Command::Status => {
             let s = controller::status(ctx, &bus).await?;
@@ -232,9 +279,10 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
                 &serde_json::json!({"explanation": text, "observed": o, "dry_run": dry}),
             ))
         }
-        Command::Desired | Command::Config(_) | Command::Completions { .. } | Command::Manpage => {
-            Err(Error::Internal("this command needs no bus".into()))
-        }
+        Command::Desired
+        | Command::Config(_)
+        | Command::Completions { .. }
+        | Command::Manpage { .. } => Err(Error::Internal("this command needs no bus".into())),
     }
 }
 
@@ -262,16 +310,36 @@ fn run_local(cli: &Cli, ctx: Option<&Context>) -> Option<Result<Output, Error>> 
             clap_complete::generate(*shell, &mut Cli::command(), "mode", &mut buf);
             Some(Ok(raw(buf)))
         }
-        Command::Manpage => {
-            let mut buf = Vec::new();
-            Some(
-                clap_mangen::Man::new(Cli::command())
-                    .render(&mut buf)
-                    .map(|_| raw(buf))
-                    .map_err(|e| Error::Internal(format!("cannot render the man page: {e}"))),
-            )
-        }
+        Command::Manpage { dir } => Some(man_pages(dir.as_deref())),
         _ => None,
+    }
+}
+
+/// The man pages, all from clap's description of the commands (one home):
+/// mode(1) on stdout, or with `dir` every page written there. Without a
+/// `help` subcommand, so the main page lists only pages that exist.
+fn man_pages(dir: Option<&std::path::Path>) -> Result<Output, Error> {
+    let cmd = Cli::command().disable_help_subcommand(true);
+    match dir {
+        None => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut buf)
+                .map(|_| raw(buf))
+                .map_err(|e| Error::Internal(format!("cannot render the man page: {e}")))
+        }
+        Some(dir) => {
+            clap_mangen::generate_to(cmd, dir).map_err(|e| {
+                Error::State(crate::state::StateError::Io {
+                    file: dir.to_path_buf(),
+                    source: e,
+                })
+            })?;
+            Ok(Output::ok(
+                format!("wrote the man pages to {}\n", dir.display()),
+                &serde_json::json!({"dir": dir}),
+            ))
+        }
     }
 }
 
@@ -318,7 +386,7 @@ fn mutating(c: &Command) -> Option<String> {
 fn execute(cli: &Cli) -> Result<Output, Error> {
     let needs_config = !matches!(
         cli.command,
-        Command::Config(_) | Command::Completions { .. } | Command::Manpage
+        Command::Config(_) | Command::Completions { .. } | Command::Manpage { .. }
     );
     let ctx = if needs_config {
         let config = config::load(&cli.config)?;
@@ -340,7 +408,11 @@ fn execute(cli: &Cli) -> Result<Output, Error> {
     }
     let mut ctx = ctx.ok_or_else(|| Error::Internal("no configuration loaded".into()))?;
     if let Some(what) = mutating(&cli.command) {
-        controller::require_root(&what)?;
+        // Anyone may ask for a switch or a reconcile: systemd asks polkit.
+        let through_polkit = matches!(cli.command, Command::Request { .. } | Command::Reconcile);
+        if !through_polkit {
+            controller::require_root(&what)?;
+        }
         config::check_trust(&ctx.config, &cli.config)?;
         crate::logging::init_journal();
     }

@@ -10,6 +10,7 @@ mod evaluate;
 mod integrate;
 mod query;
 mod request;
+pub mod requester;
 mod settle;
 mod steps;
 mod watch;
@@ -23,10 +24,10 @@ use crate::observe::{classify, drift, DriftFacts, Observation};
 use crate::state::{LockHolder, StateDir, StateError};
 use crate::systemd::{Bus, SystemdError};
 
-pub use apply::{apply, reconcile};
+pub use apply::{apply, apply_instance, reconcile};
 pub use boot::{boot, boot_mode, BootOutcome};
 pub use query::{desired_mode, dry_run, status, DryRun, Status};
-pub use request::{request, request_as, RequestOutcome};
+pub use request::{reconcile_through_polkit, request, request_as, RequestOutcome};
 pub use watch::{news, watch, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
