@@ -53,8 +53,8 @@ pub use scheduled_work_safe::{ScheduledWorkSafe, Scheduler};
 pub use settings::within;
 pub use settings::{
     AiSliceSettings, AudioSettings, CpuSettings, ExternalGuardSettings, ExtraDevice, GpuSettings,
-    GuardSettings, MemorySettings, ScanMethod, SessionSettings, SettingsError, VllmSettings,
-    MAX_EXTERNAL_SECS, MAX_INTERVAL_MS, MAX_MIB, MAX_WAIT_SECS,
+    GuardSettings, MemorySettings, SessionSettings, SettingsError, VllmSettings, MAX_EXTERNAL_SECS,
+    MAX_INTERVAL_MS, MAX_MIB, MAX_WAIT_SECS,
 };
 pub use spec::{Blocked, Build, GuardSpec, HardWhen, Spec};
 pub use studio_capability_local::StudioCapabilityLocal;

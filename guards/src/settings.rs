@@ -6,8 +6,6 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::probe::procfd::ScanMethod;
-
 /// All guard settings. Every part has defaults, so `{}` is a valid value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -89,10 +87,11 @@ pub struct GpuSettings {
     pub release_timeout_secs: u64,
     /// How often the post-teardown verification looks again.
     pub poll_interval_ms: u64,
-    /// How processes' fds are read: `pidfd` (default; duplicates each fd for
-    /// a moment through `pidfd_getfd`, about twice as fast) or
-    /// `proc-listing` (lists `/proc/PID/fd`, as `fuser` does).
-    pub fd_scan: ScanMethod,
+    /// Removed: fds are always read through pidfds. `"pidfd"`, which names
+    /// what happens, is still accepted; `"proc-listing"` is refused by
+    /// `validate` with the reason. Never written back.
+    #[serde(skip_serializing)]
+    pub fd_scan: Option<String>,
     /// More device nodes to count as nodes of a GPU, beyond NVIDIA's and
     /// DRM's: an unusual driver, or a stand-in device in a test machine.
     pub extra_devices: Vec<ExtraDevice>,
@@ -103,7 +102,7 @@ pub struct GpuSettings {
 #[serde(deny_unknown_fields)]
 pub struct ExtraDevice {
     /// `MAJOR:MINOR` of a character device (`1:7`), or the absolute path an
-    /// fd must point to (costs a readlink per fd and forces `proc-listing`).
+    /// fd must be open on (the same file, looked up once per scan).
     pub device: String,
     /// The PCI address of the GPU it belongs to.
     pub gpu: String,
@@ -151,7 +150,7 @@ impl Default for GpuSettings {
             require_nvml: false,
             release_timeout_secs: 10,
             poll_interval_ms: 100,
-            fd_scan: ScanMethod::default(),
+            fd_scan: None,
             extra_devices: Vec::new(),
         }
     }
@@ -348,6 +347,16 @@ impl GuardSettings {
                 ));
             }
         }
+        if let Some(method) = self.gpu.fd_scan.as_deref().filter(|m| *m != "pidfd") {
+            errors.push(invalid(
+                "gpu.fd_scan",
+                format!(
+                    "{method:?} is no longer offered: the GPU guard always reads fds through \
+                     pidfds (pidfd_getfd, measured twice as fast as listing /proc/PID/fd); \
+                     remove the setting"
+                ),
+            ));
+        }
         for (i, extra) in self.gpu.extra_devices.iter().enumerate() {
             if let Err(e) = extra.stand_in() {
                 errors.push(invalid(format!("gpu.extra_devices[{i}]"), e));
@@ -504,6 +513,29 @@ mod tests {
     fn a_misspelled_field_is_rejected_by_name() {
         let e = serde_json::from_str::<GuardSettings>(r#"{"gpu": {"alow": []}}"#).unwrap_err();
         assert!(e.to_string().contains("alow"), "{e}");
+    }
+
+    #[test]
+    fn the_removed_fd_scan_setting_is_accepted_as_pidfd_and_refused_as_listing() {
+        let kept: GuardSettings = serde_json::from_str(r#"{"gpu": {"fd_scan": "pidfd"}}"#).unwrap();
+        assert_eq!(kept.validate(), Ok(()));
+        assert!(
+            !serde_json::to_string(&kept).unwrap().contains("fd_scan"),
+            "never written back"
+        );
+        let listing: GuardSettings =
+            serde_json::from_str(r#"{"gpu": {"fd_scan": "proc-listing"}}"#).unwrap();
+        let errors = listing.validate().unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "gpu.fd_scan");
+        assert!(
+            errors[0]
+                .message
+                .contains("\"proc-listing\" is no longer offered")
+                && errors[0].message.contains("remove the setting"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]

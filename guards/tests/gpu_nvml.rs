@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use common::Holder;
+use common::{procfs_of, Holder};
 use mode_guards::probe::procfd::DeviceRule;
 use mode_guards::{Facts, GpuDisplayReleased, GpuSettings, Guard, Outcome, Roots, Verdict};
 
@@ -50,7 +50,8 @@ fn answers(vars: &[(&str, &str)]) -> MutexGuard<'static, ()> {
     turn
 }
 
-fn check(library: &Path, require_nvml: bool) -> Verdict {
+/// The guard with NVML at `library`, over a procfs naming only `pids`.
+fn check(library: &Path, require_nvml: bool, pids: &[u32]) -> Verdict {
     let dir = tempfile::tempdir().unwrap();
     let s = GpuSettings {
         display_gpu: Some(DISPLAY.into()),
@@ -59,6 +60,7 @@ fn check(library: &Path, require_nvml: bool) -> Verdict {
         ..GpuSettings::default()
     };
     let roots = Roots {
+        procfs: procfs_of(dir.path(), pids),
         sysfs: dir.path().join("no-sys"),
         ..Roots::system()
     };
@@ -81,7 +83,7 @@ fn fails_naming_a_process_nvml_lists_on_the_display_gpu() {
         ("FAKE_NVML_COMPUTE_0", &compute),
         ("FAKE_NVML_COMPUTE_1", "1"),
     ]);
-    let v = check(fake_library(), false);
+    let v = check(fake_library(), false, &[worker.pid()]);
     assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
     let holders = v.evidence["holders"].as_array().unwrap();
     assert_eq!(
@@ -103,7 +105,7 @@ fn passes_when_nvml_lists_no_process_on_the_display_gpu() {
         ("FAKE_NVML_INIT", "0"),
         ("FAKE_NVML_GPUS", "0000:01:00.0=GPU-aaaa"),
     ]);
-    let v = check(fake_library(), true);
+    let v = check(fake_library(), true, &[]);
     assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
     assert!(v.reason.contains("NVML 0 processes listed"), "{}", v.reason);
 }
@@ -115,7 +117,7 @@ fn a_display_gpu_nvml_does_not_know_is_left_to_the_fd_scan() {
         ("FAKE_NVML_GPUS", "0000:02:00.0=GPU-bbbb"),
         ("FAKE_NVML_GRAPHICS_0", "1"),
     ]);
-    let v = check(fake_library(), true);
+    let v = check(fake_library(), true, &[]);
     assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
     assert!(
         v.reason.contains("does not manage this GPU"),
@@ -127,7 +129,7 @@ fn a_display_gpu_nvml_does_not_know_is_left_to_the_fd_scan() {
 #[test]
 fn driver_not_loaded_is_an_error_when_nvml_is_required() {
     let _turn = answers(&[("FAKE_NVML_INIT", "9")]);
-    let v = check(fake_library(), true);
+    let v = check(fake_library(), true, &[]);
     assert_eq!(v.outcome, Outcome::Error, "{}", v.reason);
     assert!(v.reason.contains("NVML did not initialize"), "{}", v.reason);
 }
@@ -135,7 +137,7 @@ fn driver_not_loaded_is_an_error_when_nvml_is_required() {
 #[test]
 fn driver_not_loaded_leaves_the_fd_scan_to_decide_and_says_so() {
     let _turn = answers(&[("FAKE_NVML_INIT", "9")]);
-    let v = check(fake_library(), false);
+    let v = check(fake_library(), false, &[]);
     assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
     assert!(
         v.reason.contains("NVML not asked: NVML did not initialize"),
@@ -148,7 +150,7 @@ fn driver_not_loaded_leaves_the_fd_scan_to_decide_and_says_so() {
 fn a_missing_library_is_named() {
     let _turn = answers(&[]);
     let missing = Path::new("/nonexistent/libnvidia-ml.so.1");
-    let v = check(missing, false);
+    let v = check(missing, false, &[]);
     assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
     assert!(
         v.reason
@@ -156,6 +158,6 @@ fn a_missing_library_is_named() {
         "{}",
         v.reason
     );
-    let v = check(missing, true);
+    let v = check(missing, true, &[]);
     assert_eq!(v.outcome, Outcome::Error, "{}", v.reason);
 }

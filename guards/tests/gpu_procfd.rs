@@ -1,6 +1,8 @@
 //! `gpu_display_released` against real processes holding stand-in device
 //! files (matched by path or by device number), and against prepared
-//! procfs/sysfs trees carrying real DRM/NVIDIA device numbers.
+//! procfs/sysfs trees carrying real DRM/NVIDIA device numbers, held by real
+//! processes (their fds are always read through pidfds; the prepared tree
+//! names them and says who they are).
 
 mod common;
 
@@ -8,7 +10,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{stand_in_file, write, Holder};
+use common::{procfs_of, stand_in_file, write, Holder};
 use mode_guards::probe::procfd::{DeviceRule, StandIn, StandInMatch};
 use mode_guards::{Facts, GpuDisplayReleased, GpuSettings, Guard, Outcome, Roots};
 
@@ -23,9 +25,11 @@ fn settings(dir: &Path) -> GpuSettings {
     }
 }
 
-/// Real procfs, an empty sysfs (no GPUs listed), the real user database.
-fn roots(dir: &Path) -> Roots {
+/// A procfs naming only `pids` (links to the live ones), an empty sysfs
+/// (no GPUs listed), the real user database.
+fn roots(dir: &Path, pids: &[u32]) -> Roots {
     Roots {
+        procfs: procfs_of(dir, pids),
         sysfs: dir.join("empty-sys"),
         ..Roots::system()
     }
@@ -38,8 +42,8 @@ fn by_path(path: &Path, gpu: &str) -> StandIn {
     }
 }
 
-fn guard(dir: &Path, stand_ins: Vec<StandIn>) -> GpuDisplayReleased {
-    GpuDisplayReleased::new(&settings(dir), &roots(dir))
+fn guard(dir: &Path, stand_ins: Vec<StandIn>, pids: &[u32]) -> GpuDisplayReleased {
+    GpuDisplayReleased::new(&settings(dir), &roots(dir, pids))
         .with_device_rule(DeviceRule::stand_ins(stand_ins))
 }
 
@@ -55,7 +59,8 @@ fn fails_naming_a_process_that_holds_the_display_gpu() {
     let dir = tempfile::tempdir().unwrap();
     let card = stand_in_file(dir.path(), "card1");
     let holder = Holder::spawn(&card, None);
-    let v = guard(dir.path(), vec![by_path(&card, DISPLAY)]).check(&Facts::new("compute"));
+    let v = guard(dir.path(), vec![by_path(&card, DISPLAY)], &[holder.pid()])
+        .check(&Facts::new("compute"));
     assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
     assert_eq!(holders(&v), vec![holder.pid() as u64]);
     let h = &v.evidence["holders"][0];
@@ -75,7 +80,8 @@ fn names_the_user_of_a_holder_running_as_nobody() {
     let dir = tempfile::tempdir().unwrap();
     let card = stand_in_file(dir.path(), "card1");
     let holder = Holder::spawn(&card, Some(65534));
-    let v = guard(dir.path(), vec![by_path(&card, DISPLAY)]).check(&Facts::new("compute"));
+    let v = guard(dir.path(), vec![by_path(&card, DISPLAY)], &[holder.pid()])
+        .check(&Facts::new("compute"));
     assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
     let h = &v.evidence["holders"][0];
     assert_eq!(h["pid"], holder.pid());
@@ -88,8 +94,9 @@ fn passes_when_the_holder_has_closed_the_device() {
     let dir = tempfile::tempdir().unwrap();
     let card = stand_in_file(dir.path(), "card1");
     let mut holder = Holder::spawn(&card, None);
+    let pid = holder.pid();
     holder.stop();
-    let v = guard(dir.path(), vec![by_path(&card, DISPLAY)]).check(&Facts::new("compute"));
+    let v = guard(dir.path(), vec![by_path(&card, DISPLAY)], &[pid]).check(&Facts::new("compute"));
     assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
     assert!(
         v.reason
@@ -112,6 +119,7 @@ fn with_two_gpus_only_the_display_gpu_must_be_released() {
             by_path(&display_card, DISPLAY),
             by_path(&compute_card, OTHER),
         ],
+        &[compositor.pid(), trainer.pid()],
     );
     let v = g.check(&Facts::new("compute"));
     assert_eq!(v.outcome, Outcome::Fail);
@@ -141,7 +149,7 @@ fn an_allow_listed_holder_does_not_block_but_is_reported() {
         allow: vec!["sleep".into()],
         ..settings(dir.path())
     };
-    let v = GpuDisplayReleased::new(&s, &roots(dir.path()))
+    let v = GpuDisplayReleased::new(&s, &roots(dir.path(), &[daemon.pid()]))
         .with_device_rule(DeviceRule::stand_ins(vec![by_path(&card, DISPLAY)]))
         .check(&Facts::new("compute"));
     assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
@@ -156,14 +164,16 @@ fn an_allow_listed_holder_does_not_block_but_is_reported() {
 
 #[test]
 fn matches_a_holder_by_device_number() {
-    // /dev/full is 1:7; other processes may hold it too, so only ours is asserted.
+    // /dev/full is 1:7; the holder that does not hold it is not named.
     let dir = tempfile::tempdir().unwrap();
     let holder = Holder::spawn(Path::new("/dev/full"), None);
+    let bystander = Holder::spawn(Path::new("/dev/null"), None);
     let rule = DeviceRule::stand_ins(vec![StandIn {
         matches: StandInMatch::CharDevice { major: 1, minor: 7 },
         gpu: DISPLAY.into(),
     }]);
-    let v = GpuDisplayReleased::new(&settings(dir.path()), &roots(dir.path()))
+    let pids = [holder.pid(), bystander.pid()];
+    let v = GpuDisplayReleased::new(&settings(dir.path()), &roots(dir.path(), &pids))
         .with_device_rule(rule)
         .check(&Facts::new("compute"));
     assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
@@ -175,29 +185,36 @@ fn matches_a_holder_by_device_number() {
         .cloned()
         .unwrap_or_else(|| panic!("holder {} not found in {}", holder.pid(), v.evidence));
     assert_eq!(ours["device"], "/dev/full");
+    assert_eq!(holders(&v), vec![holder.pid() as u64], "{}", v.evidence);
 }
 
 #[test]
 fn a_process_whose_fds_cannot_be_read_is_unknown_not_passed() {
-    // A prepared procfs: pid 4242's fd directory is not a directory.
+    // Another user's process, scanned from a thread without CAP_SYS_PTRACE
+    // (its scan workers inherit that): pidfd_getfd is refused.
+    use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
     let dir = tempfile::tempdir().unwrap();
-    let proc_root = dir.path().join("proc");
-    write(&proc_root.join("4242/fd"), "not a directory");
-    write(&proc_root.join("4242/comm"), "secretive\n");
-    write(
-        &proc_root.join("devices"),
-        "Character devices:\n195 nvidia\n",
-    );
-    let r = Roots {
-        procfs: proc_root,
-        ..roots(dir.path())
-    };
-    let v = GpuDisplayReleased::new(&settings(dir.path()), &r)
-        .with_device_rule(DeviceRule::stand_ins(vec![]))
-        .check(&Facts::new("compute"));
+    let card = stand_in_file(dir.path(), "card1");
+    let holder = Holder::spawn(&card, Some(65534));
+    let g = guard(dir.path(), vec![by_path(&card, DISPLAY)], &[holder.pid()]);
+    let v = std::thread::spawn(move || {
+        let mut caps = capabilities(None).unwrap();
+        caps.effective.remove(CapabilitySet::SYS_PTRACE);
+        set_capabilities(None, caps).unwrap();
+        g.check(&Facts::new("compute"))
+    })
+    .join()
+    .unwrap();
     assert_eq!(v.outcome, Outcome::Error, "{}", v.reason);
-    assert!(v.reason.contains("secretive (pid 4242)"), "{}", v.reason);
-    assert_eq!(v.evidence["unreadable"][0]["pid"], 4242);
+    assert!(
+        v.reason.contains(&format!("sleep (pid {})", holder.pid())),
+        "{}",
+        v.reason
+    );
+    assert_eq!(v.evidence["unreadable"][0]["pid"], holder.pid());
+    let error = v.evidence["unreadable"][0]["error"].as_str().unwrap();
+    assert!(error.starts_with("pidfd_getfd: "), "{error}");
+    assert!(error.contains("CAP_SYS_PTRACE"), "{error}");
 }
 
 #[test]
@@ -205,7 +222,7 @@ fn polling_passes_once_the_holder_lets_go() {
     let dir = tempfile::tempdir().unwrap();
     let card = stand_in_file(dir.path(), "card1");
     let mut holder = Holder::spawn(&card, None);
-    let g = guard(dir.path(), vec![by_path(&card, DISPLAY)]);
+    let g = guard(dir.path(), vec![by_path(&card, DISPLAY)], &[holder.pid()]);
     let closer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         holder.stop();
@@ -228,7 +245,7 @@ fn polling_fails_at_its_timeout_naming_the_holder() {
         poll_interval_ms: 50,
         ..settings(dir.path())
     };
-    let g = GpuDisplayReleased::new(&s, &roots(dir.path()))
+    let g = GpuDisplayReleased::new(&s, &roots(dir.path(), &[holder.pid()]))
         .with_device_rule(DeviceRule::stand_ins(vec![by_path(&card, DISPLAY)]))
         .waiting_until_released();
     let v = g.check(&Facts::new("compute"));
@@ -246,10 +263,14 @@ fn polling_fails_at_its_timeout_naming_the_holder() {
 }
 
 /// A prepared machine with two GPUs: DRM card0 (display, boot_vga) and
-/// card1, NVIDIA on both, fds as symlinks to real device nodes made with
-/// mknod, and `/proc/devices` giving nvidia-uvm a dynamic major.
+/// card1, NVIDIA on both, real device nodes made with mknod (held by real
+/// processes through `O_PATH` fds: no driver needed), and `/proc/devices`
+/// giving nvidia-uvm a dynamic major. Its procfs names only its own
+/// processes, so machines prepared at once (sharing device numbers) do not
+/// see each other's.
 struct PreparedMachine {
     dir: tempfile::TempDir,
+    holders: Vec<Holder>,
 }
 
 impl PreparedMachine {
@@ -299,12 +320,40 @@ impl PreparedMachine {
                 .unwrap();
             assert!(status.success(), "mknod {name} (tests run as root)");
         }
-        Self { dir }
+        Self {
+            dir,
+            holders: Vec::new(),
+        }
     }
 
-    /// A process in the prepared procfs holding `nodes` (under dev/).
-    fn process(&self, pid: u32, comm: &str, uid: u32, cgroup: &str, nodes: &[&str]) {
+    /// A real process holding `nodes` (under dev/, at most three: its
+    /// stdin, stdout and stderr), described in the prepared procfs as
+    /// `comm` run by `uid` in `cgroup`. Returns its pid.
+    fn process(&mut self, comm: &str, uid: u32, cgroup: &str, nodes: &[&str]) -> u32 {
+        use rustix::fs::{Mode, OFlags};
+        use std::process::{Command, Stdio};
         let p = self.dir.path();
+        let mut fds = nodes.iter().map(|node| {
+            let fd = rustix::fs::open(
+                &p.join("dev").join(node),
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap();
+            Stdio::from(fd)
+        });
+        let mut cmd = Command::new("sleep");
+        cmd.arg("60");
+        cmd.stdin(fds.next().unwrap_or_else(Stdio::null));
+        cmd.stdout(fds.next().unwrap_or_else(Stdio::null));
+        cmd.stderr(fds.next().unwrap_or_else(Stdio::null));
+        assert!(fds.next().is_none(), "at most three nodes per process");
+        let holder = Holder {
+            child: cmd.spawn().unwrap(),
+        };
+        holder.wait_for_comm("sleep");
+        let pid = holder.pid();
+        self.holders.push(holder);
         let pd = p.join(format!("proc/{pid}"));
         write(&pd.join("comm"), &format!("{comm}\n"));
         write(
@@ -312,11 +361,7 @@ impl PreparedMachine {
             &format!("Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
         );
         write(&pd.join("cgroup"), &format!("0::{cgroup}\n"));
-        std::fs::create_dir_all(pd.join("fd")).unwrap();
-        symlink("/dev/null", pd.join("fd/0")).unwrap();
-        for (i, node) in nodes.iter().enumerate() {
-            symlink(p.join("dev").join(node), pd.join(format!("fd/{}", i + 3))).unwrap();
-        }
+        pid
     }
 
     fn roots(&self) -> Roots {
@@ -346,23 +391,20 @@ impl PreparedMachine {
 
 #[test]
 fn real_device_numbers_are_mapped_to_the_boot_display_gpu_by_pci_address() {
-    let m = PreparedMachine::new();
-    m.process(
-        1234,
+    let mut m = PreparedMachine::new();
+    let p1234 = m.process(
         "Hyprland",
         1000,
         "/user.slice/user-1000.slice/session-2.scope",
         &["dri/card0", "nvidia0", "nvidiactl"],
     );
     m.process(
-        3000,
         "python3",
         0,
         "/ai.slice/train.service",
-        &["nvidia1", "nvidiactl", "nvidia-uvm", "dri/renderD129"],
+        &["nvidia1", "nvidia-uvm", "dri/renderD129"],
     );
-    m.process(
-        77,
+    let p77 = m.process(
         "nvidia-persiste",
         0,
         "/system.slice/nvidia-persistenced.service",
@@ -370,7 +412,7 @@ fn real_device_numbers_are_mapped_to_the_boot_display_gpu_by_pci_address() {
     );
     let v = m.check(None);
     assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
-    assert_eq!(holders(&v), vec![1234], "{}", v.reason);
+    assert_eq!(holders(&v), vec![p1234 as u64], "{}", v.reason);
     let h = &v.evidence["holders"][0];
     assert_eq!(h["user"], "alice");
     assert_eq!(h["unit"], "session-2.scope");
@@ -398,38 +440,35 @@ fn real_device_numbers_are_mapped_to_the_boot_display_gpu_by_pci_address() {
         "renderD128 has no node here"
     );
     assert_eq!(
-        v.evidence["allowed"][0]["pid"], 77,
+        v.evidence["allowed"][0]["pid"], p77,
         "nvidia-persistenced is allowed by default"
     );
 }
 
 #[test]
 fn the_compute_gpu_may_be_configured_as_display_by_uuid() {
-    let m = PreparedMachine::new();
+    let mut m = PreparedMachine::new();
     m.process(
-        1234,
         "Hyprland",
         1000,
         "/user.slice/user-1000.slice/session-2.scope",
         &["dri/card0", "nvidia0"],
     );
-    m.process(
-        3000,
+    let p3000 = m.process(
         "python3",
         0,
         "/ai.slice/train.service",
         &["nvidia1", "nvidia-uvm"],
     );
     let v = m.check(Some("GPU-bbbb"));
-    assert_eq!(holders(&v), vec![3000], "{}", v.reason);
+    assert_eq!(holders(&v), vec![p3000 as u64], "{}", v.reason);
     assert_eq!(v.evidence["display_gpu"]["pci"], "0000:02:00.0");
 }
 
 #[test]
 fn shared_nvidia_nodes_do_not_count_when_two_nvidia_gpus_exist() {
-    let m = PreparedMachine::new();
+    let mut m = PreparedMachine::new();
     m.process(
-        3000,
         "nvidia-smi",
         0,
         "/system.slice/x.service",
@@ -452,8 +491,8 @@ fn an_unknown_display_gpu_is_an_error_naming_the_gpus_that_exist() {
 }
 
 #[test]
-fn both_scan_methods_find_a_device_at_a_high_fd_behind_closed_ones() {
-    use mode_guards::probe::procfd::{scan, ScanMethod};
+fn finds_a_device_at_a_high_fd_behind_closed_ones() {
+    use mode_guards::probe::procfd::scan;
     use std::collections::BTreeSet;
     // fds 0-2, then a gap, then /dev/full (1:7) at fd 9.
     let mut child = std::process::Command::new("sh")
@@ -472,20 +511,17 @@ fn both_scan_methods_find_a_device_at_a_high_fd_behind_closed_ones() {
         matches: StandInMatch::CharDevice { major: 1, minor: 7 },
         gpu: DISPLAY.into(),
     }]);
-    let found: Vec<_> = [ScanMethod::Pidfd, ScanMethod::ProcListing]
-        .into_iter()
-        .map(|method| {
-            let s = scan(Path::new("/proc"), &rule, &BTreeSet::new(), method).unwrap();
-            s.holders
-                .into_iter()
-                .find(|h| h.pid == pid)
-                .map(|h| (h.devices[0].fd, h.devices[0].path.clone()))
-        })
-        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let s = scan(&procfs_of(dir.path(), &[pid]), &rule, &BTreeSet::new()).unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(found[0], Some((9, "/dev/full".to_string())), "pidfd");
-    assert_eq!(found[1], found[0], "listing agrees");
+    let found: Vec<_> = s
+        .holders
+        .iter()
+        .map(|h| (h.pid, h.devices[0].fd, h.devices[0].path.as_str()))
+        .collect();
+    assert_eq!(found, [(pid, 9, "/dev/full")], "{s:?}");
+    assert!(s.unreadable.is_empty(), "{s:?}");
 }
 
 #[test]
@@ -494,9 +530,8 @@ fn the_compute_guards_block_on_a_display_holder_and_advise_how_to_clear_it() {
         advice, builtin, evaluate_all, gpu_release_verification, GuardSettings, Severity,
     };
     use std::sync::Arc;
-    let m = PreparedMachine::new();
-    m.process(
-        2211,
+    let mut m = PreparedMachine::new();
+    let p2211 = m.process(
         "obs",
         1000,
         "/user.slice/user-1000.slice/app-obs.scope",
@@ -525,7 +560,7 @@ fn the_compute_guards_block_on_a_display_holder_and_advise_how_to_clear_it() {
         results[1].reason
     );
     let a = advice(&results[1]).unwrap();
-    assert!(a.starts_with("close obs (pid 2211)"), "{a}");
+    assert!(a.starts_with(&format!("close obs (pid {p2211})")), "{a}");
     assert!(a.contains("guard_settings.gpu.allow"), "{a}");
     assert_eq!(results[1].evidence["holders"][0]["unit"], "app-obs.scope");
     assert_eq!(
@@ -555,7 +590,8 @@ fn stand_in_devices_can_be_configured_in_guard_settings() {
     }))
     .unwrap();
     assert_eq!(settings.validate(), Ok(()));
-    let v = builtin("gpu_display_released", &settings, &roots(dir.path()))
+    let pids = [by_path.pid(), by_number.pid()];
+    let v = builtin("gpu_display_released", &settings, &roots(dir.path(), &pids))
         .unwrap()
         .check(&Facts::new("compute"));
     assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
@@ -588,16 +624,14 @@ fn polling_does_not_wait_out_a_configuration_error() {
 fn the_gpu_advice_names_every_holder_the_check_found_or_the_setting_to_mend() {
     use common::stored;
     use mode_guards::{advice, GPU_DISPLAY_RELEASED};
-    let m = PreparedMachine::new();
-    m.process(
-        1234,
+    let mut m = PreparedMachine::new();
+    let p1234 = m.process(
         "Hyprland",
         1000,
         "/user.slice/user-1000.slice/session-2.scope",
         &["dri/card0"],
     );
-    m.process(
-        2211,
+    let p2211 = m.process(
         "obs",
         1000,
         "/user.slice/user-1000.slice/app-obs.scope",
@@ -605,9 +639,14 @@ fn the_gpu_advice_names_every_holder_the_check_found_or_the_setting_to_mend() {
     );
     let r = stored(GPU_DISPLAY_RELEASED.name, m.check(None));
     assert_eq!(r.outcome, Outcome::Fail, "{}", r.reason);
+    let mut named = [("Hyprland", p1234), ("obs", p2211)];
+    named.sort_by_key(|(_, pid)| *pid);
     assert_eq!(
         advice(&r).unwrap(),
-        "close Hyprland (pid 1234), obs (pid 2211) (or stop their units), or add them to guard_settings.gpu.allow if they may keep the display GPU"
+        format!(
+            "close {} (pid {}), {} (pid {}) (or stop their units), or add them to guard_settings.gpu.allow if they may keep the display GPU",
+            named[0].0, named[0].1, named[1].0, named[1].1
+        )
     );
     let r = stored(GPU_DISPLAY_RELEASED.name, m.check(Some("0000:09:00.0")));
     assert_eq!(r.outcome, Outcome::Error, "{}", r.reason);

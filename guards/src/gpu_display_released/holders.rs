@@ -68,7 +68,7 @@ pub(super) fn gather(
     topology: &GpuTopology,
 ) -> Result<DisplayGpuUse, String> {
     let myself = BTreeSet::from([std::process::id()]);
-    let scan = procfd::scan(&roots.procfs, rule, &myself, settings.fd_scan)
+    let scan = procfd::scan(&roots.procfs, rule, &myself)
         .map_err(|e| format!("cannot list processes: {e}"))?;
     let users = UserNames::load(&roots.passwd);
 

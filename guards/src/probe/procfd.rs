@@ -1,13 +1,15 @@
-//! The `/proc/*/fd` scan: which processes hold which GPU device nodes open,
-//! matched by device number (so renamed or bind-mounted nodes are found),
-//! read through pidfds or by listing `/proc/PID/fd`. Processes whose fds
-//! cannot be read are listed as unreadable, never dropped.
+//! The fd scan: which live processes hold which GPU device nodes open,
+//! matched by device number (so renamed or bind-mounted nodes are found).
+//! Each process's fds are read through a pidfd (`pidfd_getfd` + `statx`),
+//! the one strategy, chosen by measurement (docs/performance.md, "Guard
+//! scan"). Processes whose fds cannot be read are listed as unreadable,
+//! never dropped.
 
 use std::collections::BTreeSet;
-use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, StatxFlags};
 use rustix::io::Errno;
 use serde::Serialize;
 
@@ -47,21 +49,9 @@ pub struct StandIn {
 pub enum StandInMatch {
     /// A character device with this major:minor.
     CharDevice { major: u32, minor: u32 },
-    /// An fd whose link target is exactly this path (costs a readlink per fd).
+    /// An fd open on the file at this path (the same inode on the same
+    /// device, looked up once per scan).
     Path(PathBuf),
-}
-
-/// How the fds of a process are read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ScanMethod {
-    /// Duplicate each fd through a pidfd (`pidfd_getfd`) and `statx` it:
-    /// about half the cost of listing. Used on the live procfs only; falls
-    /// back to listing where not permitted or not supported.
-    #[default]
-    Pidfd,
-    /// List `/proc/PID/fd` and `statx` each entry (what `fuser` and `lsof` do).
-    ProcListing,
 }
 
 /// Which open files count as GPU device nodes.
@@ -97,22 +87,40 @@ impl DeviceRule {
         }
     }
 
-    fn needs_link_targets(&self) -> bool {
+    /// The identity of each path stand-in's file, looked up once per scan
+    /// (`None` for device-number stand-ins and for paths that are gone).
+    fn path_identities(&self) -> Vec<Option<FileId>> {
         self.stand_ins
             .iter()
-            .any(|s| matches!(s.matches, StandInMatch::Path(_)))
+            .map(|s| match &s.matches {
+                StandInMatch::Path(p) => {
+                    rustix::fs::statx(rustix::fs::CWD, p, AtFlags::empty(), StatxFlags::INO)
+                        .ok()
+                        .map(|st| FileId::of(&st))
+                }
+                StandInMatch::CharDevice { .. } => None,
+            })
+            .collect()
     }
 
-    fn classify(&self, major: u32, minor: u32, link: Option<&Path>) -> Option<DeviceKind> {
-        for s in &self.stand_ins {
+    /// What GPU node, if any, an open file is: `rdev` when it is a character
+    /// device, `file` its identity, `paths` from `path_identities`.
+    fn classify(
+        &self,
+        rdev: Option<(u32, u32)>,
+        file: Option<FileId>,
+        paths: &[Option<FileId>],
+    ) -> Option<DeviceKind> {
+        for (s, path) in self.stand_ins.iter().zip(paths) {
             let hit = match &s.matches {
-                StandInMatch::CharDevice { major: a, minor: b } => (*a, *b) == (major, minor),
-                StandInMatch::Path(p) => link == Some(p.as_path()),
+                StandInMatch::CharDevice { major, minor } => rdev == Some((*major, *minor)),
+                StandInMatch::Path(_) => path.is_some() && *path == file,
             };
             if hit {
                 return Some(DeviceKind::StandIn { gpu: s.gpu.clone() });
             }
         }
+        let (major, minor) = rdev?;
         let family = self.majors.iter().find(|(m, _)| *m == major)?.1;
         Some(match family {
             DeviceFamily::Nvidia => match minor {
@@ -124,6 +132,22 @@ impl DeviceRule {
             DeviceFamily::NvidiaCaps => DeviceKind::NvidiaCaps,
             DeviceFamily::Drm => DeviceKind::Drm { minor },
         })
+    }
+}
+
+/// A file by identity: the device it lives on and its inode number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: (u32, u32),
+    ino: u64,
+}
+
+impl FileId {
+    fn of(st: &rustix::fs::Statx) -> Self {
+        Self {
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+        }
     }
 }
 
@@ -193,36 +217,37 @@ pub struct FdScan {
     pub fds_scanned: usize,
 }
 
-/// Scan every process under `procfs` (except `skip`, normally this process,
-/// whose own NVML handle would otherwise count) for fds matching `rule`.
-/// Processes are split over the CPUs; on the live procfs each process's
-/// fds are read through a pidfd (`pidfd_getfd` + `statx`), which costs
-/// half of listing `/proc/PID/fd`; elsewhere (prepared trees, path
-/// stand-ins, no permission) the directory is listed.
-pub fn scan(
-    procfs: &Path,
-    rule: &DeviceRule,
-    skip: &BTreeSet<u32>,
-    method: ScanMethod,
-) -> Result<FdScan, ProbeError> {
+/// Where a live process's fd table is described (`FDSize`, the open-fd
+/// count, the names of fds found). The fds themselves are read through a
+/// pidfd, so the pids are this pid namespace's.
+const LIVE_PROCFS: &str = "/proc";
+
+/// Scan the processes listed in `procfs` (except `skip`, normally this
+/// process, whose own NVML handle would otherwise count) for fds matching
+/// `rule`. `procfs` is the live `/proc`, or a prepared tree whose pid
+/// directories name live processes (tests: only those are looked at).
+/// Processes are split over the CPUs (up to eight threads); each process's
+/// fds are read through a pidfd, one `pidfd_getfd` and one `statx` per fd,
+/// stopping once as many fds as the process has open were seen.
+pub fn scan(procfs: &Path, rule: &DeviceRule, skip: &BTreeSet<u32>) -> Result<FdScan, ProbeError> {
     let entries = std::fs::read_dir(procfs).map_err(|e| ProbeError::read(procfs, e))?;
     let pids: Vec<u32> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
         .filter(|pid| !skip.contains(pid))
         .collect();
-    let via_pidfd =
-        method == ScanMethod::Pidfd && !rule.needs_link_targets() && is_own_live_procfs(procfs);
+    let paths = rule.path_identities();
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8)
         .min(pids.len().max(1));
     let mut result = if workers <= 1 {
-        scan_pids(procfs, rule, &pids, via_pidfd)
+        scan_pids(rule, &paths, &pids)
     } else {
         let chunks: Vec<Vec<u32>> = (0..workers)
             .map(|w| pids.iter().copied().skip(w).step_by(workers).collect())
             .collect();
+        let paths = &paths;
         std::thread::scope(|scope| {
             let spawned: Vec<_> = chunks
                 .iter()
@@ -230,10 +255,8 @@ pub fn scan(
                     let worker = std::thread::Builder::new()
                         .name("fd-scan".into())
                         .spawn_scoped(scope, move || {
-                            if via_pidfd {
-                                private_fd_table();
-                            }
-                            scan_pids(procfs, rule, chunk, via_pidfd)
+                            private_fd_table();
+                            scan_pids(rule, paths, chunk)
                         });
                     (worker, chunk)
                 })
@@ -241,9 +264,9 @@ pub fn scan(
             let mut total = FdScan::default();
             for (worker, chunk) in spawned {
                 let part = match worker {
-                    // No thread to be had: scan this share here, by listing
-                    // (this thread's fd table is the process's own).
-                    Err(_) => scan_pids(procfs, rule, chunk, false),
+                    // No thread to be had: scan this share here (in the
+                    // process's shared fd table: slower, same answer).
+                    Err(_) => scan_pids(rule, paths, chunk),
                     // A worker has no panicking code, but if one did panic
                     // its processes are unknown, not passed.
                     Ok(handle) => handle.join().unwrap_or_else(|_| FdScan {
@@ -281,22 +304,10 @@ fn private_fd_table() {
     let _ = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) };
 }
 
-fn scan_pids(procfs: &Path, rule: &DeviceRule, pids: &[u32], via_pidfd: bool) -> FdScan {
+fn scan_pids(rule: &DeviceRule, paths: &[Option<FileId>], pids: &[u32]) -> FdScan {
     let mut result = FdScan::default();
     for &pid in pids {
-        let fd_dir = procfs.join(pid.to_string()).join("fd");
-        let scanned = match via_pidfd {
-            true => match scan_via_pidfd(procfs, &fd_dir, pid, rule) {
-                // Not allowed to take fds (Yama, LSM) or no pidfd_getfd
-                // (kernel < 5.6): listing may still be allowed.
-                Err(Errno::PERM) | Err(Errno::NOSYS) | Err(Errno::ACCESS) => {
-                    scan_by_listing(&fd_dir, rule)
-                }
-                other => other,
-            },
-            false => scan_by_listing(&fd_dir, rule),
-        };
-        match scanned {
+        match scan_process(pid, rule, paths) {
             Ok(ProcessScan::Gone) => {}
             Ok(ProcessScan::Scanned { devices, fds }) => {
                 result.processes_scanned += 1;
@@ -305,11 +316,11 @@ fn scan_pids(procfs: &Path, rule: &DeviceRule, pids: &[u32], via_pidfd: bool) ->
                     result.holders.push(DeviceHolder { pid, devices });
                 }
             }
-            Err(error) => {
+            Err(failed) => {
                 result.processes_scanned += 1;
                 result.unreadable.push(UnreadableProcess {
                     pid,
-                    error: format!("{}: {error}", fd_dir.display()),
+                    error: failed.to_string(),
                 });
             }
         }
@@ -326,21 +337,30 @@ enum ProcessScan {
     },
 }
 
-/// Whether `procfs` is the procfs of this process's own pid namespace, so
-/// its pid numbers can be handed to `pidfd_open`.
-fn is_own_live_procfs(procfs: &Path) -> bool {
-    let is_procfs =
-        rustix::fs::statfs(procfs).is_ok_and(|s| s.f_type == rustix::fs::PROC_SUPER_MAGIC);
-    let me = std::process::id().to_string();
-    is_procfs
-        && std::fs::read_link(procfs.join("self"))
-            .is_ok_and(|target| target.as_os_str() == me.as_str())
+/// Why a process's fds could not be read: the call refused and its error.
+struct Refused {
+    call: &'static str,
+    errno: Errno,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.call, self.errno)?;
+        match self.errno {
+            Errno::PERM | Errno::ACCESS => f.write_str(
+                " (reading another process's fds takes CAP_SYS_PTRACE, a Yama \
+                 ptrace_scope below 3, and pidfd_getfd allowed by the system call filter)",
+            ),
+            Errno::NOSYS => f.write_str(" (pidfd_getfd needs Linux 5.6 or later)"),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The size of the fd table (`FDSize:` in `/proc/PID/status`): every open
 /// fd number is below it. `None` when the process is gone.
-fn fd_table_size(procfs: &Path, pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(procfs.join(pid.to_string()).join("status")).ok()?;
+fn fd_table_size(proc_dir: &str) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("{proc_dir}/status")).ok()?;
     Some(
         status
             .lines()
@@ -351,15 +371,15 @@ fn fd_table_size(procfs: &Path, pid: u32) -> Option<u32> {
 }
 
 /// Read the fds of a live process by duplicating each through its pidfd:
-/// one `pidfd_getfd` and one `statx` per fd, no procfs dentries. The
-/// duplicate is closed at once; closing a duplicate releases nothing
-/// (neither the device nor locks, which belong to the holder).
-fn scan_via_pidfd(
-    procfs: &Path,
-    fd_dir: &Path,
+/// one `pidfd_getfd` and one `statx` per fd, no procfs dentry per fd (which
+/// listing `/proc/PID/fd` costs twice: measured twice as slow). The
+/// duplicate is closed at once; closing a duplicate releases nothing the
+/// holder owns (neither the device nor its locks).
+fn scan_process(
     pid: u32,
     rule: &DeviceRule,
-) -> Result<ProcessScan, Errno> {
+    paths: &[Option<FileId>],
+) -> Result<ProcessScan, Refused> {
     use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
     let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
         return Ok(ProcessScan::Gone);
@@ -367,16 +387,28 @@ fn scan_via_pidfd(
     let pidfd = match pidfd_open(raw, PidfdFlags::empty()) {
         Ok(fd) => fd,
         Err(Errno::SRCH) => return Ok(ProcessScan::Gone),
-        Err(e) => return Err(e),
+        Err(errno) => {
+            return Err(Refused {
+                call: "pidfd_open",
+                errno,
+            })
+        }
     };
-    let Some(table) = fd_table_size(procfs, pid) else {
+    let proc_dir = format!("{LIVE_PROCFS}/{pid}");
+    let Some(table) = fd_table_size(&proc_dir) else {
         return Ok(ProcessScan::Gone);
     };
+    let fd_dir = format!("{proc_dir}/fd");
     // Since Linux 6.2 the size of /proc/PID/fd is the number of open fds;
     // fds are handed out lowest first, so once that many are found the
     // rest of the table is (almost always) empty and need not be probed.
-    let open_count = rustix::fs::statx(rustix::fs::CWD, fd_dir, AtFlags::empty(), StatxFlags::SIZE)
-        .map_or(0, |st| st.stx_size as usize);
+    let open_count = rustix::fs::statx(
+        rustix::fs::CWD,
+        fd_dir.as_str(),
+        AtFlags::empty(),
+        StatxFlags::SIZE,
+    )
+    .map_or(0, |st| st.stx_size as usize);
     let mut devices = Vec::new();
     let mut fds = 0;
     for target in 0..table {
@@ -390,31 +422,23 @@ fn scan_via_pidfd(
             Ok(fd) => fd,
             Err(Errno::BADF) => continue,
             Err(Errno::SRCH) => return Ok(ProcessScan::Gone),
-            Err(e) => return Err(e),
+            Err(errno) => {
+                return Err(Refused {
+                    call: "pidfd_getfd",
+                    errno,
+                })
+            }
         };
         fds += 1;
-        let Ok(st) = rustix::fs::statx(
-            &dup,
-            c"",
-            AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
-            StatxFlags::TYPE,
-        ) else {
-            continue;
-        };
-        drop(dup);
-        if st.stx_mode & S_IFMT != S_IFCHR {
-            continue;
-        }
-        let (major, minor) = (st.stx_rdev_major, st.stx_rdev_minor);
-        if let Some(kind) = rule.classify(major, minor, None) {
-            let path = std::fs::read_link(fd_dir.join(target.to_string()))
+        if let Some((kind, rdev)) = classify_fd(dup, rule, paths) {
+            let path = std::fs::read_link(format!("{fd_dir}/{target}"))
                 .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| format!("char {major}:{minor}"));
+                .unwrap_or_else(|_| format!("char {}:{}", rdev.0, rdev.1));
             devices.push(OpenDevice {
                 fd: target,
                 path,
-                major,
-                minor,
+                major: rdev.0,
+                minor: rdev.1,
                 kind,
             });
         }
@@ -422,82 +446,25 @@ fn scan_via_pidfd(
     Ok(ProcessScan::Scanned { devices, fds })
 }
 
-fn scan_by_listing(fd_dir: &Path, rule: &DeviceRule) -> Result<ProcessScan, Errno> {
-    let dir_fd = match rustix::fs::open(
-        fd_dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) | Err(Errno::SRCH) => return Ok(ProcessScan::Gone),
-        Err(e) => return Err(e),
-    };
-    let mut dir = rustix::fs::Dir::read_from(&dir_fd)?;
-    let with_links = rule.needs_link_targets();
-    let mut devices = Vec::new();
-    let mut fds = 0;
-    while let Some(entry) = dir.read() {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(Errno::NOENT) | Err(Errno::SRCH) => return Ok(ProcessScan::Gone),
-            Err(e) => return Err(e),
-        };
-        let name = entry.file_name();
-        let Some(fd) = fd_number(name) else { continue };
-        fds += 1;
-        if let Some(device) = match_fd(&dir_fd, name, fd, rule, with_links) {
-            devices.push(device);
-        }
-    }
-    Ok(ProcessScan::Scanned { devices, fds })
-}
-
-fn fd_number(name: &CStr) -> Option<u32> {
-    name.to_str().ok()?.parse().ok()
-}
-
-/// One fd: `statx` through the magic link (without syncing remote file
-/// systems) gives the device number; only a match costs a readlink.
-fn match_fd(
-    dir_fd: &rustix::fd::OwnedFd,
-    name: &CStr,
-    fd: u32,
+/// `statx` a duplicated fd (without syncing remote file systems), close it,
+/// and say which GPU node it is with its device number (`0:0` for a path
+/// stand-in that is no character device).
+fn classify_fd(
+    dup: OwnedFd,
     rule: &DeviceRule,
-    with_links: bool,
-) -> Option<OpenDevice> {
-    let link = if with_links {
-        rustix::fs::readlinkat(dir_fd, name, Vec::new())
-            .ok()
-            .map(|c| PathBuf::from(c.to_string_lossy().into_owned()))
-    } else {
-        None
-    };
-    let st = rustix::fs::statx(dir_fd, name, AtFlags::STATX_DONT_SYNC, StatxFlags::TYPE).ok()?;
-    let is_char = st.stx_mode & S_IFMT == S_IFCHR;
-    let (major, minor) = if is_char {
-        (st.stx_rdev_major, st.stx_rdev_minor)
-    } else if link.is_some() {
-        (0, 0)
-    } else {
-        return None;
-    };
-    let kind = rule.classify(major, minor, link.as_deref())?;
-    if !is_char && !matches!(kind, DeviceKind::StandIn { .. }) {
-        return None;
-    }
-    let path = match link {
-        Some(l) => l.to_string_lossy().into_owned(),
-        None => rustix::fs::readlinkat(dir_fd, name, Vec::new())
-            .map(|c| c.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| format!("char {major}:{minor}")),
-    };
-    Some(OpenDevice {
-        fd,
-        path,
-        major,
-        minor,
-        kind,
-    })
+    paths: &[Option<FileId>],
+) -> Option<(DeviceKind, (u32, u32))> {
+    let st = rustix::fs::statx(
+        &dup,
+        c"",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC,
+        StatxFlags::TYPE | StatxFlags::INO,
+    )
+    .ok()?;
+    drop(dup);
+    let rdev = (st.stx_mode & S_IFMT == S_IFCHR).then_some((st.stx_rdev_major, st.stx_rdev_minor));
+    let kind = rule.classify(rdev, Some(FileId::of(&st)), paths)?;
+    Some((kind, rdev.unwrap_or((0, 0))))
 }
 
 #[cfg(test)]
@@ -525,17 +492,17 @@ mod tests {
             stand_ins: vec![],
         };
         assert_eq!(
-            rule.classify(195, 255, None),
+            rule.classify(Some((195, 255)), None, &[]),
             Some(DeviceKind::NvidiaControl)
         );
         assert_eq!(
-            rule.classify(195, 254, None),
+            rule.classify(Some((195, 254)), None, &[]),
             Some(DeviceKind::NvidiaModeset)
         );
         assert_eq!(
-            rule.classify(195, 1, None),
+            rule.classify(Some((195, 1)), None, &[]),
             Some(DeviceKind::NvidiaGpu { minor: 1 })
         );
-        assert_eq!(rule.classify(1, 3, None), None);
+        assert_eq!(rule.classify(Some((1, 3)), None, &[]), None);
     }
 }

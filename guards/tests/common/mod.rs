@@ -94,3 +94,17 @@ pub fn stored(name: &str, verdict: mode_guards::Verdict) -> mode_guards::GuardRe
     };
     serde_json::from_str(&serde_json::to_string(&result).unwrap()).unwrap()
 }
+
+/// A procfs tree in `dir` naming only `pids`, each a link to its live
+/// `/proc/PID`, with the live `/proc/devices`: the fd scan reads these processes (through their pidfds)
+/// and no other, so other tests' holders and processes out of this test's
+/// reach (a sandbox's supervisor) stay out of its answer.
+pub fn procfs_of(dir: &Path, pids: &[u32]) -> PathBuf {
+    let root = dir.join("proc");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink("/proc/devices", root.join("devices")).unwrap();
+    for pid in pids {
+        std::os::unix::fs::symlink(format!("/proc/{pid}"), root.join(pid.to_string())).unwrap();
+    }
+    root
+}
