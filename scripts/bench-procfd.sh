@@ -1,8 +1,9 @@
 #!/bin/sh
-# Benchmark of the guards' /proc fd scan against the number of open files:
-# builds guards/examples/bench_procfd.rs in release mode and runs it with
-# 1k, 10k and 100k fds held by child processes (run as root: the holders
-# raise RLIMIT_NOFILE). Prints a Markdown table for docs/performance.md.
+# Benchmark of the guards' fd scan (through pidfds) against the number of
+# open files, side by side with listing /proc/PID/fd and fuser: builds
+# guards/examples/bench_procfd.rs in release mode and runs it with 1k, 10k
+# and 100k fds held by child processes (run as root: the holders raise
+# RLIMIT_NOFILE). Prints a Markdown table for docs/performance.md.
 set -eu
 cd "$(dirname "$0")/.."
 cargo build --release -q -p mode-guards --example bench_procfd

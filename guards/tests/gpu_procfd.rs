@@ -335,7 +335,7 @@ impl PreparedMachine {
         let p = self.dir.path();
         let mut fds = nodes.iter().map(|node| {
             let fd = rustix::fs::open(
-                &p.join("dev").join(node),
+                p.join("dev").join(node),
                 OFlags::PATH | OFlags::CLOEXEC,
                 Mode::empty(),
             )
