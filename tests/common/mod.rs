@@ -176,6 +176,10 @@ impl Container {
         .args((!host_network).then_some("--private-network"))
         .arg(format!("-D{}", root.display()))
         .arg(format!("-M{name}"))
+        // nspawn's own system call filter (systemd 252) refuses
+        // pidfd_getfd, the GPU guard's one way of reading other processes'
+        // fds (docs/guards.md); a host grants it, as the units' filter does.
+        .arg("--system-call-filter=pidfd_getfd")
         .arg(format!(
             "--bind-ro={}:/usr/bin/mode",
             env!("CARGO_BIN_EXE_mode")
