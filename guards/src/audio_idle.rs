@@ -20,11 +20,12 @@ pub const NAME: &str = "audio_idle";
 /// the graph's business, not a blocker of its own.
 const PIPEWIRE_DAEMON: &str = "pipewire";
 
-/// One client moving audio, as evidence names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One client moving audio, as evidence names it (and idle automation
+/// reads it back from the evidence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AudioClient {
     /// `pipewire` (a node of a user's graph) or `alsa` (a PCM substream).
-    pub source: &'static str,
+    pub source: String,
     pub pid: Option<u32>,
     /// `/proc/PID/comm`, or what the client said of itself, or `?`.
     pub command: String,
@@ -104,7 +105,7 @@ pub fn read_audio(settings: &AudioSettings, roots: &Roots) -> AudioReading {
                         .or(n.binary.clone())
                         .unwrap_or_else(|| "?".into());
                     reading.active.push(AudioClient {
-                        source: "pipewire",
+                        source: "pipewire".into(),
                         pid: n.pid,
                         command,
                         user: users.name(n.uid.unwrap_or(uid)),
@@ -141,7 +142,7 @@ pub fn read_audio(settings: &AudioSettings, roots: &Roots) -> AudioReading {
                     continue;
                 }
                 reading.active.push(AudioClient {
-                    source: "alsa",
+                    source: "alsa".into(),
                     pid: s.owner_pid,
                     command: who.as_ref().map_or("?".into(), |p| p.comm.clone()),
                     user: who.as_ref().map_or("?".into(), |p| p.user.clone()),

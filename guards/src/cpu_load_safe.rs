@@ -30,9 +30,11 @@ impl CpuLoadSafe {
         ) {
             (Ok(l), Ok(c)) => (l, c),
             (Err(e), _) | (_, Err(e)) => {
-                return Verdict::error(format!(
-                    "no CPU PSI, and the load average cannot be read: {e}"
-                ))
+                return Verdict::new(
+                    crate::Outcome::Error,
+                    format!("no CPU PSI, and the load average cannot be read: {e}"),
+                    json!({ "source": "loadavg" }),
+                )
             }
         };
         let per_cpu = load / cpus as f64;

@@ -19,7 +19,7 @@ use crate::systemd::Bus;
 
 use super::{Context, Error};
 
-fn roots(ctx: &Context) -> Roots {
+pub(super) fn roots(ctx: &Context) -> Roots {
     Roots::system_with_state_dir(ctx.state.root())
 }
 

@@ -31,7 +31,7 @@ pub enum GraphError {
 }
 
 /// Which way audio flows through a client node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// It takes audio in (records): input ports, or a `Stream/Input` class.
