@@ -1,8 +1,10 @@
 //! Wall-clock stamps in the two forms the state files use: RFC 3339 UTC with
 //! milliseconds (`2026-11-23T04:05:06.120Z`) and the compact transition id
 //! prefix (`20261123T040506Z`). Small enough not to need a date crate.
+//! Durations are measured on the monotonic clock (`Began`), never as the
+//! difference of two stamps: NTP may step the wall clock mid-transition.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// A moment, as milliseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,6 +105,33 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// When something began, on both clocks: the wall clock for its
+/// timestamps, the monotonic clock for how long it took.
+#[derive(Debug, Clone, Copy)]
+pub struct Began {
+    pub at: Stamp,
+    mono: Instant,
+}
+
+impl Began {
+    pub fn now() -> Self {
+        Self {
+            at: Stamp::now(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since then, by the monotonic clock.
+    pub fn elapsed_ms(&self) -> u64 {
+        elapsed_ms(self.mono)
+    }
+}
+
+/// Milliseconds since `since`, by the monotonic clock.
+pub fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A new transition id: `20261123T040506Z-4f2a`.
 pub fn transition_id(at: Stamp) -> String {
     let nanos = SystemTime::now()
@@ -142,6 +171,16 @@ mod tests {
         ] {
             assert_eq!(Stamp::parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_duration_is_the_monotonic_clocks() {
+        let began = Began {
+            at: Stamp(0),
+            mono: Instant::now() - std::time::Duration::from_millis(250),
+        };
+        // The wall-clock stamp says 1970; the duration does not care.
+        assert!((250..10_000).contains(&began.elapsed_ms()));
     }
 
     #[test]

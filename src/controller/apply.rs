@@ -4,7 +4,7 @@
 
 use tracing::{info, warn};
 
-use crate::clock::{transition_id, Stamp};
+use crate::clock::{transition_id, Began, Stamp};
 use crate::mode::{Mode, ObservedMode};
 use crate::observe::Observation;
 use crate::plan::{plan, plan_clearing, with_missing_starts, Step};
@@ -98,8 +98,8 @@ pub async fn apply(
     caller: &str,
 ) -> Result<TransitionRecord, Error> {
     ctx.state.ensure()?;
-    let started = Stamp::now();
-    let id = transition_id(started);
+    let started = Began::now();
+    let id = transition_id(started.at);
     let _lock = if std::env::var("MODE_REQUESTED_BY").as_deref() == Ok("unit") {
         lock_waiting(ctx, &id).await?
     } else {
@@ -132,7 +132,7 @@ async fn transition(
     bus: &Bus,
     to: Mode,
     caller: &str,
-    started: Stamp,
+    started: Began,
     id: String,
 ) -> Result<TransitionRecord, Error> {
     test_pause(&ctx.state, "locked");
@@ -158,7 +158,7 @@ async fn transition(
         from: before.mode.word().to_string(),
         to: to.word().to_string(),
         requested_by,
-        started_at: started.rfc3339(),
+        started_at: started.at.rfc3339(),
         finished_at: String::new(),
         duration_ms: 0,
         outcome: TransitionOutcome::Noop,
@@ -379,11 +379,10 @@ fn finish(
     ctx: &Context,
     mut record: TransitionRecord,
     current: ObservedMode,
-    started: Stamp,
+    started: Began,
 ) -> Result<TransitionRecord, Error> {
-    let finished = Stamp::now();
-    record.finished_at = finished.rfc3339();
-    record.duration_ms = finished.millis_since(started);
+    record.finished_at = Stamp::now().rfc3339();
+    record.duration_ms = started.elapsed_ms();
     info!(
         transition = %record.id,
         from = %record.from,
@@ -451,8 +450,8 @@ fn repair_unreadable(ctx: &Context) -> Result<(), Error> {
 /// agrees.
 pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionRecord>, Error> {
     ctx.state.ensure()?;
-    let started = Stamp::now();
-    let id = transition_id(started);
+    let started = Began::now();
+    let id = transition_id(started.at);
     let _lock = ctx.state.lock(&id)?;
     let interrupted = complete_interrupted(ctx);
     repair_unreadable(ctx)?;

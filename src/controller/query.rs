@@ -122,7 +122,7 @@ pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
     let current = keep(&mut problems, ctx.state.current());
     let mut observed = ctx.observe(bus, lock.as_ref(), current).await?;
     if observed.mode == ObservedMode::Compute {
-        if let Some(holders) = super::evaluate::display_gpu_holders(ctx) {
+        if let Some(holders) = super::evaluate::display_gpu_holders(ctx).await {
             observed.drift.push(Drift {
                 kind: "gpu-holder",
                 unit: None,
