@@ -262,7 +262,11 @@ fn a_real_vllm_is_left_without_losing_a_request_and_compute_returns_when_it_serv
     let _ = stop.wait_with_output();
     let own_stop_ms = t0.elapsed().as_millis();
     for name in ["d", "e", "f"] {
-        assert_eq!(answer(&c, name), (200, long), "{name} under vLLM's own stop");
+        assert_eq!(
+            answer(&c, name),
+            (200, long),
+            "{name} under vLLM's own stop"
+        );
     }
     assert_eq!(
         answer(&c, "refused").0,

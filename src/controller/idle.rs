@@ -137,7 +137,40 @@ async fn reading(report: &GuardReport, guard: Arc<dyn Guard>) -> Result<GuardRes
         .ok_or_else(|| Error::Internal("the guard evaluation returned nothing".into()))
 }
 
-/// The signals and the decision; nothing acted on yet.
+/// What one check read: the seat, the input devices, the evaluation for
+/// compute, and audio and CPU pressure from it.
+struct Reading {
+    sessions: Vec<SessionInfo>,
+    presence: Presence,
+    input: Option<InputActivity>,
+    observed: ObservedMode,
+    blocking_guards: Vec<GuardResult>,
+    audio: Audio,
+    cpu: CpuPressure,
+}
+
+async fn read(ctx: &Context, bus: &Bus, s: &IdleConfig) -> Result<Reading, Error> {
+    let sessions = bus.sessions().await?;
+    let presence = idle::presence(&sessions, &ctx.config.guard_settings.sessions.compositors);
+    let input = s.input_devices.as_deref().map(idle::input_activity);
+    let dry = dry_run(ctx, bus, Mode::Compute).await?;
+    let settings = &ctx.config.guard_settings;
+    let roots = super::evaluate::roots(ctx);
+    let audio = Arc::new(AudioIdle::new(&settings.audio, &roots));
+    let cpu = Arc::new(CpuLoadSafe::new(&settings.cpu, &roots));
+    Ok(Reading {
+        audio: idle::audio(&reading(&dry.guards, audio).await?),
+        cpu: idle::cpu_pressure(&reading(&dry.guards, cpu).await?),
+        blocking_guards: dry.guards.blockers().cloned().collect(),
+        observed: dry.observed.mode,
+        sessions,
+        presence,
+        input,
+    })
+}
+
+/// The signals and the decision; nothing acted on yet (but the
+/// unattended mark, when `may_write`).
 async fn decide(
     ctx: &Context,
     bus: &Bus,
@@ -145,31 +178,9 @@ async fn decide(
     may_write: bool,
 ) -> Result<IdleCheck, Error> {
     let now = Stamp::now();
-    let sessions = bus.sessions().await?;
-    let presence = idle::presence(&sessions, &ctx.config.guard_settings.sessions.compositors);
-    let input = s.input_devices.as_deref().map(idle::input_activity);
-    let dry = dry_run(ctx, bus, Mode::Compute).await?;
-    let settings = &ctx.config.guard_settings;
-    let roots = super::evaluate::roots(ctx);
-    let audio = idle::audio(
-        &reading(
-            &dry.guards,
-            Arc::new(AudioIdle::new(&settings.audio, &roots)),
-        )
-        .await?,
-    );
-    let cpu = idle::cpu_pressure(
-        &reading(
-            &dry.guards,
-            Arc::new(CpuLoadSafe::new(&settings.cpu, &roots)),
-        )
-        .await?,
-    );
-    let observed = dry.observed.mode;
-    let blocking_guards: Vec<GuardResult> = dry.guards.blockers().cloned().collect();
-
-    let unattended = unattended_since(ctx, &presence, observed, may_write, now)?;
-    let seat_since = match presence {
+    let r = read(ctx, bus, s).await?;
+    let unattended = unattended_since(ctx, &r.presence, r.observed, may_write, now)?;
+    let seat_since = match r.presence {
         Presence::Nobody => unattended,
         ref p => p.since_ms(),
     };
@@ -181,19 +192,20 @@ async fn decide(
         .map(|s| s.0);
     let idle_since = idle::idle_since(
         seat_since,
-        input.as_ref().and_then(|i| i.last_ms),
+        r.input.as_ref().and_then(|i| i.last_ms),
         last_transition_ms,
     );
     let idle_secs = idle_since.map(|since| now.0.saturating_sub(since) / 1000);
     let (decision, reasons) = idle::decide(&idle::Inputs {
-        observed,
-        presence: &presence,
+        observed: r.observed,
+        presence: &r.presence,
         idle_secs,
         threshold_secs: s.threshold_secs,
-        audio: &audio,
-        cpu: &cpu,
+        audio: &r.audio,
+        cpu: &r.cpu,
         max_cpu_pressure: s.max_cpu_pressure,
-        blockers: blocking_guards
+        blockers: r
+            .blocking_guards
             .iter()
             .map(|g| format!("{}: {}", g.name, g.reason))
             .collect(),
@@ -202,22 +214,22 @@ async fn decide(
         decision,
         acted: false,
         reasons,
-        observed,
+        observed: r.observed,
         figures: Figures {
             now: now.rfc3339(),
             idle_since: idle_since.map(|ms| Stamp(ms).rfc3339()),
             idle_secs,
             threshold_secs: s.threshold_secs,
-            presence,
-            sessions,
+            presence: r.presence,
+            sessions: r.sessions,
             unattended_since: unattended.map(|ms| Stamp(ms).rfc3339()),
             last_transition_at: last_transition_ms.map(|ms| Stamp(ms).rfc3339()),
-            input,
-            audio,
-            cpu_pressure: cpu,
+            input: r.input,
+            audio: r.audio,
+            cpu_pressure: r.cpu,
             max_cpu_pressure: s.max_cpu_pressure,
         },
-        blocking_guards,
+        blocking_guards: r.blocking_guards,
         note: None,
         transition: None,
     })

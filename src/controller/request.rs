@@ -272,4 +272,40 @@ mod tests {
         assert_eq!(code(None, &end(1, 5, "exit-code")), 5);
         assert_eq!(code(None, &end(1, 0, "success")), 1);
     }
+
+    #[test]
+    fn a_request_that_ends_unlike_its_record_or_without_one_says_why_in_one_line() {
+        let line = |o: RequestOutcome| match o {
+            RequestOutcome::Finished { exit, why, .. } => (exit, why.unwrap_or_default()),
+            RequestOutcome::Queued { .. } => unreachable!(),
+        };
+        // Converged, but recording failed: the record's own error names it.
+        let mut r = record(7, "abc", TransitionOutcome::Converged);
+        r.record_error = Some("/run/mode-controller/current: No space left on device".into());
+        let (exit, why) = line(finished(UNIT, Some(r), Exit::Environment, None));
+        assert_eq!(exit, Exit::Environment);
+        assert!(
+            why.starts_with("the transition to compute converged, but recording it failed: /run/mode-controller/current"),
+            "{why}"
+        );
+        // A refusal says it itself (the renderer's line): nothing added.
+        let r = record(7, "abc", TransitionOutcome::Refused);
+        assert_eq!(
+            line(finished(UNIT, Some(r), Exit::Refused, None)),
+            (Exit::Refused, String::new())
+        );
+        // No record: never a success, and the journal is named.
+        let (exit, why) = line(finished(UNIT, None, Exit::Success, None));
+        assert_eq!(exit, Exit::Internal);
+        assert!(
+            why.contains("see `journalctl -u mode-controller@compute.service`"),
+            "{why}"
+        );
+        let (exit, why) = line(finished(UNIT, None, Exit::Failed, None));
+        assert_eq!(exit, Exit::Failed);
+        assert!(
+            why.starts_with("the transition unit exited with code 4;"),
+            "{why}"
+        );
+    }
 }
