@@ -247,8 +247,6 @@ async fn promote(ctx: &Context, bus: &Bus, out: &mut IdleCheck) -> Result<Exit, 
         RequestOutcome::Queued { .. } => (Exit::Success, None),
     };
     out.acted = true;
-    // A refused or failed wish never reached `desired` (only a converged
-    // transition writes it): the request leaves nothing to put back.
     if exit.is_success() {
         // The machine left desktop: the next stay there counts afresh.
         ctx.state.set_unattended_since(None)?;
