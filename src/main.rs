@@ -11,6 +11,7 @@ mod logging;
 mod mode;
 mod observe;
 mod plan;
+mod signal;
 mod state;
 mod systemd;
 
