@@ -10,6 +10,7 @@ use mode_guards::probe::http::{self, HttpError, HttpUrl};
 use mode_guards::{Deadline, Facts, Outcome, QueueWait, SliceUnit, VllmDrainable, VllmSettings};
 
 use crate::config::{Drain, JobPolicy, UnreadablePolicy};
+use crate::mode::Mode;
 use crate::state::{JobOutcome, JobRecord};
 use crate::systemd::{Bus, JobKind};
 
@@ -54,10 +55,11 @@ pub async fn drain_vllm(
     ctx: &Context,
     bus: &Bus,
     unit: &str,
+    to: Mode,
     timeout_secs: u64,
     unreadable: UnreadablePolicy,
 ) -> Result<Drained, String> {
-    let mut facts = Facts::new("drain");
+    let mut facts = Facts::new(to.word());
     facts.unit_states = bus
         .unit_states(&[unit.to_string()])
         .await

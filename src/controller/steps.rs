@@ -135,7 +135,7 @@ async fn run_step(
         }
         Step::DrainVllm { unit, timeout_secs } => {
             let unreadable = ctx.config.mode(to).drain.vllm_unreadable;
-            match drain_vllm(ctx, bus, unit, *timeout_secs, unreadable).await {
+            match drain_vllm(ctx, bus, unit, to, *timeout_secs, unreadable).await {
                 Ok(d) => StepReport {
                     note: Some(d.note),
                     warnings: d.warning.into_iter().collect(),
