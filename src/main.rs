@@ -11,7 +11,6 @@ mod logging;
 mod mode;
 mod observe;
 mod plan;
-mod signal;
 mod state;
 mod systemd;
 

@@ -142,7 +142,7 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
     let bus = Bus::connect().await?;
     ctx.fit_to_machine(&bus).await?;
     let ctx = &*ctx;
-    let caller = format!("cli uid={}", rustix::process::getuid());
+    let caller = format!("cli uid={}", nix::unistd::getuid());
     Ok(match &cli.command {
         Command::Request {
             mode,

@@ -2,7 +2,7 @@
 //! the vLLM drain timeout and what an unreadable queue means, the policy for user jobs in `ai.slice`
 //! (refuse, checkpoint, or wait), per target mode.
 
-use crate::signal::{self, Signal};
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 /// What happens to user jobs in `ai.slice` when the machine leaves compute.
@@ -46,23 +46,23 @@ pub enum CheckpointSignal {
 }
 
 impl CheckpointSignal {
-    /// The signal as the syscall crate numbers it.
+    /// The signal as the syscall crate knows it (number and name).
     fn signal(self) -> Signal {
         match self {
-            CheckpointSignal::Term => Signal::TERM,
-            CheckpointSignal::Int => Signal::INT,
-            CheckpointSignal::Usr1 => Signal::USR1,
-            CheckpointSignal::Usr2 => Signal::USR2,
-            CheckpointSignal::Hup => Signal::HUP,
+            CheckpointSignal::Term => Signal::SIGTERM,
+            CheckpointSignal::Int => Signal::SIGINT,
+            CheckpointSignal::Usr1 => Signal::SIGUSR1,
+            CheckpointSignal::Usr2 => Signal::SIGUSR2,
+            CheckpointSignal::Hup => Signal::SIGHUP,
         }
     }
 
     pub fn number(self) -> i32 {
-        self.signal().as_raw()
+        self.signal() as i32
     }
 
     pub fn name(self) -> &'static str {
-        signal::name(self.signal())
+        self.signal().as_str()
     }
 }
 

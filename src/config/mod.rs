@@ -466,7 +466,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// configuration is refused; what they would run is checked again before
 /// it runs.
 pub fn check_trust(config: &Config, path: &Path) -> Result<(), ConfigError> {
-    if rustix::process::geteuid().is_root() {
+    if nix::unistd::geteuid().is_root() {
         let untrusted = |field: String, message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             field,
@@ -499,7 +499,7 @@ fn read_config(path: &Path) -> Result<Option<String>, ConfigError> {
     };
     let f = match std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .custom_flags(nix::libc::O_NONBLOCK)
         .open(path)
     {
         Ok(f) => f,

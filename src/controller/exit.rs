@@ -113,7 +113,10 @@ impl Exit {
         match end.code {
             EXITED => exited(unit, end.status),
             KILLED | DUMPED => {
-                let name = crate::signal::name_of(end.status);
+                let sig = end.status;
+                let name = nix::sys::signal::Signal::try_from(sig)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| format!("signal {sig}"));
                 let how = if end.result == "timeout" {
                     format!("ran past its TimeoutStartSec and was killed ({name})")
                 } else {
@@ -203,11 +206,10 @@ pub fn unrecorded(record: &TransitionRecord, why: &str) -> String {
     )
 }
 
-/// `ExecMainCode`: the `si_code` of the main process's end (CLD_EXITED,
-/// CLD_KILLED, CLD_DUMPED of <sys/wait.h>).
-const EXITED: i32 = 1;
-const KILLED: i32 = 2;
-const DUMPED: i32 = 3;
+/// `ExecMainCode` (the `si_code` of the main process's end).
+const EXITED: i32 = nix::libc::CLD_EXITED;
+const KILLED: i32 = nix::libc::CLD_KILLED;
+const DUMPED: i32 = nix::libc::CLD_DUMPED;
 /// The status of a Rust program that panicked.
 const PANIC: i32 = 101;
 /// systemd's own exit statuses for a service it could not start.

@@ -262,7 +262,7 @@ pub async fn idle_check(
     opts: &IdleOptions,
 ) -> Result<(IdleCheck, Exit), Error> {
     let s = settings(ctx, opts)?;
-    let uid = rustix::process::getuid();
+    let uid = nix::unistd::getuid();
     let mut out = decide(ctx, bus, &s, uid.is_root() && !opts.dry_run).await?;
     if out.decision != Decision::Promote {
         return Ok((out, Exit::Success));

@@ -239,7 +239,7 @@ impl Context {
 
 /// Mutating commands are for root only, judged by the real uid.
 pub fn require_root(what: &str) -> Result<(), Error> {
-    let uid = rustix::process::getuid();
+    let uid = nix::unistd::getuid();
     if uid.is_root() {
         Ok(())
     } else {

@@ -42,7 +42,7 @@ pub async fn request(
     wait: bool,
     timeout: Duration,
 ) -> Result<RequestOutcome, Error> {
-    let by = format!("cli uid={}", rustix::process::getuid());
+    let by = format!("cli uid={}", nix::unistd::getuid());
     request_as(ctx, bus, mode, &by, wait, timeout).await
 }
 

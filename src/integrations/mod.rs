@@ -10,8 +10,7 @@ pub mod slurm;
 
 /// This machine's host name: the node name Slurm and k3s give it by default.
 pub fn host_name() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

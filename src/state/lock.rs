@@ -8,8 +8,6 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-
-use rustix::fs::OFlags;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -78,7 +76,7 @@ fn open(path: &Path) -> Result<File, StateError> {
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| super::refusal(path, e))?;
     let meta = file.metadata().map_err(io(path))?;
@@ -172,10 +170,10 @@ fn flock_holder(line: &str, dev: u64, ino: u64) -> Option<u32> {
     }
     let pid: u32 = fields.get(4)?.parse().ok()?;
     let mut parts = fields.get(5)?.split(':');
-    let maj = u32::from_str_radix(parts.next()?, 16).ok()?;
-    let min = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let maj = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let min = u64::from_str_radix(parts.next()?, 16).ok()?;
     let i = parts.next()?.parse::<u64>().ok()?;
-    (i == ino && rustix::fs::makedev(maj, min) == dev).then_some(pid)
+    (i == ino && nix::sys::stat::makedev(maj, min) == dev).then_some(pid)
 }
 
 pub fn default_proc_locks() -> PathBuf {

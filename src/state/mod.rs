@@ -13,9 +13,11 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use std::os::fd::AsRawFd;
+
 use mode_guards::GuardReport;
-use rustix::fs::{AtFlags, Mode as FileMode, OFlags};
-use rustix::io::Errno;
+use nix::fcntl::OFlag;
+use nix::unistd::UnlinkatFlags;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -261,8 +263,8 @@ impl StateDir {
     /// Remove a state file that cannot be read back (never a directory).
     pub fn discard(&self, name: &str) -> Result<(), StateError> {
         let d = open_dir(&self.root).map_err(|e| refusal(&self.root, e))?;
-        match rustix::fs::unlinkat(&d, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
+        match nix::unistd::unlinkat(Some(d.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
             Err(e) => Err(refusal(&self.path(name), e.into())),
         }
     }
@@ -329,11 +331,11 @@ fn refused(file: PathBuf, detail: impl Into<String>) -> StateError {
 /// refused (O_NOFOLLOW), not an I/O mystery.
 fn refusal(file: &Path, e: std::io::Error) -> StateError {
     match e.raw_os_error() {
-        Some(e) if e == Errno::LOOP.raw_os_error() => refused(
+        Some(nix::libc::ELOOP) => refused(
             file.to_path_buf(),
             "is a symbolic link; refusing to follow it (remove it)",
         ),
-        Some(e) if e == Errno::ISDIR.raw_os_error() => refused(
+        Some(nix::libc::EISDIR) => refused(
             file.to_path_buf(),
             "is a directory, not a regular file (remove it)",
         ),
@@ -348,19 +350,22 @@ fn refusal(file: &Path, e: std::io::Error) -> StateError {
 fn open_dir(dir: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .custom_flags((OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC).bits() as i32)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(dir)
 }
 
 /// `openat(dir, name)`: a file named relative to an open directory.
-fn open_in(dir: &File, name: &str, flags: OFlags, mode: u32) -> std::io::Result<File> {
-    let fd = rustix::fs::openat(
-        dir,
+fn open_in(dir: &File, name: &str, flags: OFlag, mode: u32) -> std::io::Result<File> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
         name,
-        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        FileMode::from_bits_truncate(mode),
-    )?;
-    Ok(File::from(fd))
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(mode),
+    )
+    .map_err(std::io::Error::from)?;
+    // SAFETY: openat just returned this descriptor and nothing else owns it.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// Read `dir/name`, a state file: opened relative to the directory, never
@@ -374,7 +379,7 @@ pub(crate) fn read_file_in(dir: &Path, name: &str, cap: u64) -> Result<Option<St
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(refusal(dir, e)),
     };
-    let f = match open_in(&d, name, OFlags::RDONLY | OFlags::NONBLOCK, 0) {
+    let f = match open_in(&d, name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(refusal(&path, e)),
@@ -468,11 +473,15 @@ pub(crate) fn write_atomic_in(dir: &Path, name: &str, contents: &[u8]) -> Result
     let path = dir.join(name);
     let tmp = format!(".{name}.tmp.{}", std::process::id());
     let d = open_dir(dir).map_err(|e| refusal(dir, e))?;
-    let create = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
+    let create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
     let mut f = match open_in(&d, &tmp, create, 0o644) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             // Ours from an earlier pid's life; never written through.
-            let _ = rustix::fs::unlinkat(&d, tmp.as_str(), AtFlags::empty());
+            let _ = nix::unistd::unlinkat(
+                Some(d.as_raw_fd()),
+                tmp.as_str(),
+                UnlinkatFlags::NoRemoveDir,
+            );
             open_in(&d, &tmp, create, 0o644)
         }
         other => other,
@@ -482,11 +491,15 @@ pub(crate) fn write_atomic_in(dir: &Path, name: &str, contents: &[u8]) -> Result
         f.set_permissions(fs::Permissions::from_mode(0o644))?;
         f.write_all(contents)?;
         f.sync_all()?;
-        rustix::fs::renameat(&d, tmp.as_str(), &d, name)?;
+        nix::fcntl::renameat(Some(d.as_raw_fd()), tmp.as_str(), Some(d.as_raw_fd()), name)?;
         d.sync_all()
     })();
     result.map_err(|e| {
-        let _ = rustix::fs::unlinkat(&d, tmp.as_str(), AtFlags::empty());
+        let _ = nix::unistd::unlinkat(
+            Some(d.as_raw_fd()),
+            tmp.as_str(),
+            UnlinkatFlags::NoRemoveDir,
+        );
         refusal(&path, e)
     })
 }
@@ -504,7 +517,7 @@ pub fn audit_tail(log: &Path) -> Result<Vec<String>, StateError> {
     };
     let mut f = match OpenOptions::new()
         .read(true)
-        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(log)
     {
         Ok(f) => f,
@@ -549,7 +562,7 @@ pub fn append_audit(log: &Path, record: &TransitionRecord) -> Result<(), StateEr
     if let Some(dir) = log.parent() {
         fs::create_dir_all(dir).map_err(io)?;
     }
-    if rustix::process::geteuid().is_root() {
+    if nix::unistd::geteuid().is_root() {
         // As sshd's StrictModes: root appends only where no one else could
         // have put a link or a file of their own.
         mode_guards::check_trusted(log)
@@ -565,7 +578,7 @@ pub fn append_audit(log: &Path, record: &TransitionRecord) -> Result<(), StateEr
         .append(true)
         .create(true)
         .mode(0o644)
-        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(log)
         .map_err(|e| refusal(log, e))?;
     let meta = f.metadata().map_err(io)?;
@@ -613,8 +626,7 @@ pub fn test_pause(state: &StateDir, point: &str) {
     if std::env::var("MODE_TEST_PAUSE").is_ok_and(|p| p == point) {
         let mark = format!("{point} {}\n", std::process::id());
         let _ = state.write_atomic("test-paused", mark.as_bytes());
-        let _ =
-            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
     #[cfg(not(debug_assertions))]
     let _ = (state, point);

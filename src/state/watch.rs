@@ -3,38 +3,20 @@
 //! too, so a state directory that is removed and made again (a reboot of
 //! /run, a test, an admin) is followed.
 
-use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
-use rustix::io::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::io::unix::AsyncFd;
 
 use super::StateError;
 
 /// The inotify instance, as tokio's reactor needs it (a raw fd).
-struct Watches(OwnedFd);
+struct Watches(Inotify);
 
 impl AsRawFd for Watches {
     fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
-
-impl Watches {
-    /// Read every queued event: whether there was any (none: `EAGAIN`).
-    fn drain(&self) -> Result<bool, Errno> {
-        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
-        let mut events = inotify::Reader::new(&self.0, &mut buf);
-        let mut any = false;
-        loop {
-            match events.next() {
-                Ok(_) => any = true,
-                Err(Errno::AGAIN) => return Ok(any),
-                Err(e) => return Err(e),
-            }
-        }
+        self.0.as_fd().as_raw_fd()
     }
 }
 
@@ -52,15 +34,17 @@ fn io(path: &Path, e: impl Into<std::io::Error>) -> StateError {
 
 impl StateWatch {
     pub fn new(dir: &Path) -> Result<Self, StateError> {
-        let inotify =
-            inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).map_err(|e| io(dir, e))?;
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| io(dir, e))?;
         if let Some(parent) = dir.parent() {
-            inotify::add_watch(
-                &inotify,
-                parent,
-                WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::DELETE,
-            )
-            .map_err(|e| io(parent, e))?;
+            inotify
+                .add_watch(
+                    parent,
+                    AddWatchFlags::IN_CREATE
+                        | AddWatchFlags::IN_MOVED_TO
+                        | AddWatchFlags::IN_DELETE,
+                )
+                .map_err(|e| io(parent, e))?;
         }
         // AsyncFd::new is deprecated for fds its caller could close under
         // it; this one is owned by the wrapper it is given, and closed only
@@ -77,13 +61,17 @@ impl StateWatch {
 
     /// (Re)watch the directory itself; it may not exist (yet).
     fn watch_dir(&self) {
-        let flags = WatchFlags::CLOSE_WRITE
-            | WatchFlags::MOVED_TO
-            | WatchFlags::CREATE
-            | WatchFlags::DELETE
-            | WatchFlags::DELETE_SELF
-            | WatchFlags::MOVE_SELF;
-        let _ = inotify::add_watch(&self.inotify.get_ref().0, self.dir.as_path(), flags);
+        let flags = AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF;
+        let _ = self
+            .inotify
+            .get_ref()
+            .0
+            .add_watch(self.dir.as_path(), flags);
     }
 
     /// Wait until something in (or of) the state directory changed.
@@ -94,14 +82,20 @@ impl StateWatch {
                 .readable()
                 .await
                 .map_err(|e| io(&self.dir, e))?;
-            // Draining the queue: one wake-up per burst of writes.
-            match ready.get_inner().drain() {
-                Ok(true) => {
+            match ready.get_inner().0.read_events() {
+                Ok(events) if !events.is_empty() => {
+                    ready.retain_ready();
                     drop(ready);
+                    // Draining the queue: one wake-up per burst of writes.
+                    while let Ok(more) = self.inotify.get_ref().0.read_events() {
+                        if more.is_empty() {
+                            break;
+                        }
+                    }
                     self.watch_dir();
                     return Ok(());
                 }
-                Ok(false) => ready.clear_ready(),
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => ready.clear_ready(),
                 Err(e) => return Err(io(&self.dir, e)),
             }
         }
