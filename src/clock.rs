@@ -1,8 +1,10 @@
 //! Wall-clock stamps in the two forms the state files use: RFC 3339 UTC with
 //! milliseconds (`2026-11-23T04:05:06.120Z`) and the compact transition id
-//! prefix (`20261123T040506Z`). Small enough not to need a date crate.
-//! Durations are measured on the monotonic clock (`Began`), never as the
-//! difference of two stamps: NTP may step the wall clock mid-transition.
+//! prefix (`20261123T040506Z`), and the machine's local time for people
+//! (`Mon 2026-11-23 05:05:06 CET`, as systemctl prints it: the C library's
+//! zone, so TZ and /etc/localtime count). Small enough not to need a date
+//! crate. Durations are measured on the monotonic clock (`Began`), never as
+//! the difference of two stamps: NTP may step the wall clock mid-transition.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -47,6 +49,43 @@ impl Stamp {
         format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
     }
 
+    /// `Mon 2026-11-23 05:05:06 CET`: local time as systemctl and
+    /// journalctl print it (`%a %Y-%m-%d %H:%M:%S %Z`, the C locale's day
+    /// names), in the zone TZ names or else /etc/localtime's. Falls back
+    /// to `rfc3339` if the C library cannot convert it.
+    pub fn local(self) -> String {
+        let Ok(secs) = libc::time_t::try_from(self.0 / 1000) else {
+            return self.rfc3339();
+        };
+        // SAFETY: `tm` is plain data that localtime_r fills in; tzset and
+        // localtime_r read the zone (TZ, /etc/localtime) into the C
+        // library's own state; strftime writes at most `buf.len()` bytes
+        // into `buf` from a NUL-terminated format, returning how many.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        let mut buf = [0u8; 64];
+        let n = unsafe {
+            tzset();
+            if libc::localtime_r(&secs, &mut tm).is_null() {
+                return self.rfc3339();
+            }
+            libc::strftime(
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                c"%a %Y-%m-%d %H:%M:%S %Z".as_ptr(),
+                &tm,
+            )
+        };
+        match n {
+            0 => self.rfc3339(),
+            n => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        }
+    }
+
+    /// What `rfc3339` wrote, in local time for people; anything else as it is.
+    pub fn local_text(rfc3339: &str) -> String {
+        Stamp::parse_rfc3339(rfc3339).map_or_else(|| rfc3339.to_string(), Stamp::local)
+    }
+
     pub fn millis_since(self, earlier: Stamp) -> u64 {
         self.0.saturating_sub(earlier.0)
     }
@@ -76,6 +115,11 @@ impl Stamp {
             .checked_add(h * 3600 + mi * 60 + sec)?;
         Some(Stamp(secs.checked_mul(1000)?.checked_add(ms)?))
     }
+}
+
+extern "C" {
+    /// POSIX tzset(3), which the libc crate does not declare: (re)reads TZ.
+    fn tzset();
 }
 
 /// (year, month, day) to days since 1970-01-01: the inverse of
@@ -170,6 +214,70 @@ mod tests {
             "yesterday",
         ] {
             assert_eq!(Stamp::parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    /// The zone comes from the environment the C library reads once per
+    /// process here, so each zone is checked in a child: this test binary
+    /// again, running only this test with TZ set.
+    #[test]
+    fn local_time_is_the_zone_of_tz_as_systemctl_prints_it() {
+        let cases = [
+            ("UTC", 1_795_406_706_120, "Mon 2026-11-23 04:05:06 UTC"),
+            (
+                "America/New_York",
+                1_795_406_706_120,
+                "Sun 2026-11-22 23:05:06 EST",
+            ),
+            // Summer time, and a zone east of UTC.
+            (
+                "Europe/Berlin",
+                1_782_907_200_000,
+                "Wed 2026-07-01 14:00:00 CEST",
+            ),
+            (
+                "Asia/Kolkata",
+                1_795_406_706_120,
+                "Mon 2026-11-23 09:35:06 IST",
+            ),
+        ];
+        if let Ok(tz) = std::env::var("MODE_TEST_TZ") {
+            for (zone, ms, want) in cases {
+                if zone == tz {
+                    assert_eq!(Stamp(ms).local(), want);
+                    let text = Stamp(ms).rfc3339();
+                    assert_eq!(Stamp::local_text(&text), want);
+                    // What is not a stamp of ours stays as it is.
+                    assert_eq!(Stamp::local_text("soon"), "soon");
+                    // JSON and the state files stay UTC.
+                    assert!(text.ends_with('Z'));
+                }
+            }
+            return;
+        }
+        for (zone, _, _) in cases {
+            assert!(
+                std::path::Path::new("/usr/share/zoneinfo")
+                    .join(zone)
+                    .exists(),
+                "{zone}: tzdata is needed for this test"
+            );
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "clock::tests::local_time_is_the_zone_of_tz_as_systemctl_prints_it",
+                    "--test-threads=1",
+                ])
+                .env("MODE_TEST_TZ", zone)
+                .env("TZ", zone)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("1 passed"),
+                "{zone}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 

@@ -262,16 +262,20 @@ fn switch_target(config: &Config, to: Mode) -> Vec<Step> {
     stops.chain(checks).chain(starts).collect()
 }
 
-/// Guards that are checked again, as hard, after the teardown of a switch
-/// into `to` when the configuration enables them for it.
+/// Guards whose spec has them checked again, as hard, after the teardown
+/// of a switch into `to`, when the configuration enables them for it.
 fn post_teardown_checks(config: &Config, to: Mode) -> Vec<Step> {
-    const AFTER_TEARDOWN: [&str; 1] = ["gpu_display_released"];
     let guards = &config.mode(to).guards;
-    AFTER_TEARDOWN
+    mode_guards::SPECS
         .iter()
-        .filter(|g| guards.get(**g).is_some_and(|s| *s != GuardSeverity::Off))
-        .map(|g| Step::Check {
-            guard: g.to_string(),
+        .filter(|s| s.after_teardown())
+        .filter(|s| {
+            guards
+                .get(s.name())
+                .is_some_and(|g| *g != GuardSeverity::Off)
+        })
+        .map(|s| Step::Check {
+            guard: s.name().to_string(),
         })
         .collect()
 }

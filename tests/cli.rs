@@ -59,6 +59,31 @@ fn a_bad_config_names_the_file_and_field_with_exit_7() {
 }
 
 #[test]
+fn config_check_lists_every_bad_field_one_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.json");
+    std::fs::write(
+        &file,
+        r#"{"version": 1, "guard_settings": {"gpu": {"poll_interval_ms": 0}, "cpu": {"max_pressure_avg10": 0}}}"#,
+    )
+    .unwrap();
+    let out = mode(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7));
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("config.json: guard_settings.gpu.poll_interval_ms: 0 ms is out of range"),
+        "{err}"
+    );
+    assert!(
+        lines[1]
+            .contains("config.json: guard_settings.cpu.max_pressure_avg10: 0 is not a percentage"),
+        "{err}"
+    );
+}
+
+#[test]
 fn json_errors_are_one_document_on_stdout() {
     let out = mode(&["--json", "config", "check", "/nonexistent/config.json"]);
     assert_eq!(out.status.code(), Some(7));
@@ -105,21 +130,57 @@ fn usage_errors_are_one_line_and_json_under_json() {
     );
 }
 
+/// `apply`, `boot` and `way-back` are root's alone; `request` and
+/// `reconcile` by anyone else go to systemd and polkit (tests/real_desktop.rs).
 #[test]
 fn a_non_root_caller_is_refused_before_anything_else() {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_mode"),
-            "request",
-            "compute",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("needs root (you are uid 65534)"));
+    for args in [
+        &["apply", "compute"][..],
+        &["apply", "compute:nobody"],
+        &["boot"],
+    ] {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_mode"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(6),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("needs root (you are uid 65534)"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+/// The transition unit's instance is a mode, or a mode (or reconcile) and
+/// one plain user name: nothing else gets through `mode apply`.
+#[test]
+fn an_instance_smuggling_anything_but_a_user_is_a_usage_error() {
+    for bad in [
+        "gaming",
+        "reconcile",
+        "compute:--config=/tmp/x",
+        "compute:alice:bob",
+        "compute:al ice",
+        "compute:",
+    ] {
+        let out = mode(&["apply", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("mode: usage: ") && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+    let help = text(&mode(&["apply", "--help"]).stdout);
+    assert!(help.contains("desktop, studio-local, compute"), "{help}");
 }
 
 #[test]

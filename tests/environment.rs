@@ -94,6 +94,73 @@ fn completions_and_man_page_are_generated() {
     );
 }
 
+/// Every page a page lists (`mode-request(1)` under SUBCOMMANDS, and on
+/// down: `mode-config-check(1)`) is written by `mode manpage --dir`, and
+/// each renders without a warning; the main page is what `mode manpage`
+/// prints.
+#[test]
+fn every_man_page_the_main_page_lists_exists_and_renders_cleanly() {
+    let bin = env!("CARGO_BIN_EXE_mode");
+    let dir = tempfile::tempdir().unwrap();
+    let r = Command::new(bin)
+        .args(["manpage", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    let main = std::fs::read_to_string(dir.path().join("mode.1")).unwrap();
+    let printed = Command::new(bin).arg("manpage").output().unwrap().stdout;
+    assert_eq!(String::from_utf8_lossy(&printed), main);
+
+    let mut pages = vec!["mode".to_string()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(page) = pages.pop() {
+        if !seen.insert(page.clone()) {
+            continue;
+        }
+        let path = dir.path().join(format!("{page}.1"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{page}(1) is listed but {}: {e}", path.display()));
+        // roff writes `mode\-request(1)` for mode-request(1).
+        for line in text.lines() {
+            if let Some(name) = line.strip_suffix("(1)") {
+                if name.starts_with("mode\\-") && !name.contains(' ') {
+                    pages.push(name.replace("\\-", "-"));
+                }
+            }
+        }
+        let render = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(&path)
+            .output()
+            .expect("groff (apt-get install groff-base)");
+        assert!(
+            render.status.success() && render.stderr.is_empty(),
+            "{page}(1): {}",
+            String::from_utf8_lossy(&render.stderr)
+        );
+    }
+    for want in [
+        "mode",
+        "mode-request",
+        "mode-reconcile",
+        "mode-config",
+        "mode-config-check",
+    ] {
+        assert!(seen.contains(want), "{want} in {seen:?}");
+    }
+    assert!(
+        !seen.contains("mode-help"),
+        "no page for a help command that has none"
+    );
+    let written = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(
+        written,
+        seen.len(),
+        "every page written is listed: {seen:?}"
+    );
+}
+
 #[test]
 fn a_masked_transition_unit_is_exit_7_and_the_desired_mode_is_put_back() {
     let c = Container::boot();

@@ -254,3 +254,182 @@ fn mode_notify_shows_a_refusal_and_a_switch_through_a_real_notification_daemon()
         let _ = child.wait();
     }
 }
+
+/// Run `mode ARGS` as `user` (uid `uid`) inside their logind session.
+fn mode_in_session(c: &Container, user: &str, uid: u32, args: &str) -> (i32, String, String) {
+    in_session(c, user, uid, &format!("/usr/bin/mode {args}"))
+}
+
+/// Run `command` as `user` inside their logind session: sway (the session's
+/// compositor) starts it, as a keybinding would. Its exit code, stdout and
+/// stderr.
+fn in_session(c: &Container, user: &str, uid: u32, command: &str) -> (i32, String, String) {
+    let out = format!("/tmp/in-session-{user}");
+    c.write(
+        &format!("{out}.sh"),
+        &format!("#!/bin/sh\n{command} >{out}.out 2>{out}.err\necho $? >{out}.rc.tmp\nmv {out}.rc.tmp {out}.rc\n"),
+    );
+    let r = c.sh(&format!(
+        "chmod 755 {out}.sh && rm -f {out}.rc && setpriv --reuid={uid} --regid={uid} --init-groups \
+         env SWAYSOCK=$(ls /run/user/{uid}/sway-ipc.*.sock | head -1) swaymsg exec {out}.sh"
+    ));
+    assert_eq!(r.code, 0, "swaymsg exec: {r:?}");
+    c.wait_for(&format!("test -e {out}.rc && echo done"), "done", 120);
+    let code = c.read(&format!("{out}.rc")).trim().parse().unwrap_or(-1);
+    (
+        code,
+        c.read(&format!("{out}.out")),
+        c.read(&format!("{out}.err")),
+    )
+}
+
+#[test]
+fn a_member_of_the_group_in_her_local_session_switches_without_sudo_through_the_real_polkitd() {
+    let c = boot_desktop();
+    let session = alice_session(&c);
+    let props = c
+        .sh(&format!(
+            "loginctl show-session {session} -p Active -p Remote"
+        ))
+        .stdout;
+    assert!(
+        props.contains("Active=yes") && props.contains("Remote=no"),
+        "{props}"
+    );
+    c.write(
+        "/etc/polkit-1/rules.d/50-mode-controller.rules",
+        include_str!("../pkgs/polkit/50-mode-controller.rules"),
+    );
+    let setup = c.sh(
+        "test -x /usr/lib/polkit-1/polkitd && groupadd -r mode-controller \
+         && useradd -m -u 1001 -s /bin/sh bob && echo bob:bob | chpasswd",
+    );
+    assert_eq!(setup.code, 0, "{setup:?}");
+    let record_before = c.read("/run/mode-controller/last-transition.json");
+
+    // alice in her session, but not yet in the group: 6, and nothing changed.
+    let (code, _, err) = mode_in_session(&c, "alice", 1000, "request studio-local");
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("polkit refused mode-controller@studio-local:alice.service")
+            && err.contains("mode-controller")
+            && err.contains("sudo"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(c.mode("current").stdout.trim(), "desktop");
+    assert_eq!(
+        c.read("/run/mode-controller/last-transition.json"),
+        record_before
+    );
+
+    // In the group, she switches, and the record names her.
+    assert_eq!(c.sh("usermod -aG mode-controller alice").code, 0);
+    let (code, out, err) = mode_in_session(&c, "alice", 1000, "request studio-local");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("by cli uid=1000 user=alice"), "{out}");
+    let record = c.last_transition();
+    assert_eq!(
+        record["requested_by"], "cli uid=1000 user=alice",
+        "{record}"
+    );
+    assert_eq!(record["to"], "studio-local");
+    assert_eq!(c.mode("current").stdout.trim(), "studio-local");
+    let log = c
+        .sh("tail -1 /var/lib/mode-controller/transitions.jsonl")
+        .stdout;
+    assert!(
+        log.contains("\"requested_by\":\"cli uid=1000 user=alice\""),
+        "{log}"
+    );
+
+    // compute is refused (she is in sway), and the refusal is hers too.
+    let (code, _, err) = mode_in_session(&c, "alice", 1000, "request compute");
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        c.last_transition()["requested_by"],
+        "cli uid=1000 user=alice"
+    );
+    assert_eq!(c.state("greetd.service"), "active");
+
+    // reconcile through polkit: nothing to do, then a lost `current` redone.
+    let (code, out, err) = mode_in_session(&c, "alice", 1000, "reconcile");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("already converged"), "{out}");
+    c.sh("rm /run/mode-controller/current");
+    let (code, out, err) = mode_in_session(&c, "alice", 1000, "reconcile");
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        c.last_transition()["requested_by"],
+        "reconcile uid=1000 user=alice"
+    );
+    assert_eq!(
+        c.read("/run/mode-controller/current").trim(),
+        "studio-local"
+    );
+
+    // Only her own instance, only `start`: another user's, the plain one,
+    // a stop, a transient unit of that name: refused, nothing ran.
+    let record_before = c.read("/run/mode-controller/last-transition.json");
+    for cmd in [
+        "systemctl --no-ask-password start mode-controller@desktop:bob.service",
+        "systemctl --no-ask-password start mode-controller@desktop.service",
+        "systemctl --no-ask-password restart mode-controller@desktop:alice.service",
+        "systemd-run --no-ask-password --unit=mode-controller@desktop:alice.service -p User=root true",
+    ] {
+        let (code, _, err) = in_session(&c, "alice", 1000, cmd);
+        assert_ne!(code, 0, "{cmd}: {err}");
+    }
+    assert_eq!(c.mode("current").stdout.trim(), "studio-local");
+    assert_eq!(
+        c.read("/run/mode-controller/last-transition.json"),
+        record_before
+    );
+
+    // An instance that names nobody who exists, started by root: the
+    // oneshot refuses it (6), and nothing is recorded.
+    let r = c.sh("systemctl start mode-controller@desktop:ghost.service");
+    assert_ne!(r.code, 0, "{r:?}");
+    assert_eq!(
+        c.prop("mode-controller@desktop:ghost.service", "ExecMainStatus"),
+        "6"
+    );
+    assert_eq!(
+        c.read("/run/mode-controller/last-transition.json"),
+        record_before
+    );
+
+    // The same member outside any session (no logind session: neither
+    // local nor active for polkit): 6.
+    for cmd in [
+        "setpriv --reuid=1000 --regid=1000 --init-groups mode request desktop",
+        "systemd-run --quiet --uid=1000 --wait --pipe mode request desktop",
+    ] {
+        let r = c.sh(cmd);
+        assert_eq!(r.code, 6, "{cmd}: {r:?}");
+        assert!(r.stderr.contains("polkit refused"), "{cmd}: {}", r.stderr);
+    }
+    assert_eq!(c.mode("current").stdout.trim(), "studio-local");
+
+    // bob, in his own active local session but not in the group: 6.
+    log_out_alice(&c);
+    c.wait_for(
+        "loginctl list-sessions --no-legend | awk '$3==\"_greetd\"' | wc -l",
+        "1",
+        20,
+    );
+    c.write("/run/greeter-go", "bob bob\n");
+    c.wait_for(
+        "ls /run/user/1001/ 2>/dev/null | grep -c '^sway-ipc' || true",
+        "1",
+        20,
+    );
+    let (code, _, err) = mode_in_session(&c, "bob", 1001, "request desktop");
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("mode-controller@desktop:bob.service"), "{err}");
+    assert_eq!(c.mode("current").stdout.trim(), "studio-local");
+    assert_eq!(
+        c.read("/run/mode-controller/last-transition.json"),
+        record_before
+    );
+}

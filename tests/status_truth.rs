@@ -18,13 +18,32 @@ fn blockers_carry_their_time_and_target_and_vanish_once_a_later_transition_super
         "{s}"
     );
     assert_eq!(s["blocking_target"], "compute");
+    // JSON says when in UTC (RFC 3339); people read the local time, as
+    // systemctl prints it (the same moment as date(1) writes it, in TZ).
     let as_of = s["blocking_as_of"].as_str().unwrap_or_default().to_string();
-    assert!(as_of.starts_with("20"), "{s}");
-    let text = c.mode("status").stdout;
+    assert!(as_of.starts_with("20") && as_of.ends_with('Z'), "{s}");
+    let local = |stamp: &str| {
+        c.sh(&format!(
+            "TZ=Asia/Kolkata date -d {stamp} '+%a %Y-%m-%d %H:%M:%S %Z'"
+        ))
+        .stdout
+        .trim()
+        .to_string()
+    };
+    let as_of_local = local(&as_of);
+    assert!(as_of_local.ends_with(" IST"), "{as_of_local}");
+    let text = c.sh("TZ=Asia/Kolkata mode status").stdout;
     assert!(
         text.contains(&format!(
-            "the request for compute was refused; as of {as_of}"
+            "the request for compute was refused; as of {as_of_local}"
         )),
+        "{text}"
+    );
+    let started = s["last_transition"]["started_at"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains(&format!(" at {} in ", local(started))),
         "{text}"
     );
     assert!(

@@ -10,16 +10,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mode_guards::probe::procfd::{self, DeviceRule, ScanMethod};
-use mode_guards::{builtin, evaluate_all, Facts, GuardSettings, Roots, Severity};
+use mode_guards::{
+    evaluate_all, Facts, GuardSettings, Roots, Severity, Spec, AUDIO_IDLE, CPU_LOAD_SAFE,
+    GPU_DISPLAY_RELEASED, GRAPHICAL_SESSION_ABSENT, MEMORY_HEADROOM, TARGET_REACHABLE,
+};
 
 /// The guards the default configuration evaluates before compute.
-const COMPUTE_GUARDS: [&str; 6] = [
-    "target_reachable",
-    "graphical_session_absent",
-    "gpu_display_released",
-    "audio_idle",
-    "memory_headroom",
-    "cpu_load_safe",
+static COMPUTE_GUARDS: [&dyn Spec; 6] = [
+    &TARGET_REACHABLE,
+    &GRAPHICAL_SESSION_ABSENT,
+    &GPU_DISPLAY_RELEASED,
+    &AUDIO_IDLE,
+    &MEMORY_HEADROOM,
+    &CPU_LOAD_SAFE,
 ];
 
 fn main() {
@@ -219,17 +222,17 @@ fn measure() -> Result<Row, String> {
     for _ in 0..ROUNDS {
         let guards: Vec<_> = COMPUTE_GUARDS
             .iter()
-            .filter_map(|n| builtin(n, &settings, &roots))
-            .map(|g| (g, Severity::Hard))
+            .map(|s| (s.build(&settings, &roots), Severity::Hard))
             .collect();
         let mut facts = Facts::new("compute");
         facts.sessions = Ok(Vec::new());
         let started = Instant::now();
         let results = evaluate_all(guards, Arc::new(facts));
         evaluations.push(millis(started.elapsed()));
-        if let Some(gpu) = results.iter().find(|r| r.name == "gpu_display_released") {
-            if gpu.outcome == mode_guards::Outcome::Error {
-                return Err(format!("gpu_display_released: {}", gpu.reason));
+        let gpu = GPU_DISPLAY_RELEASED.name;
+        if let Some(r) = results.iter().find(|r| r.name == gpu) {
+            if r.outcome == mode_guards::Outcome::Error {
+                return Err(format!("{gpu}: {}", r.reason));
             }
         }
     }

@@ -4,28 +4,65 @@
 //! `hw:` use beside it and machines without PipeWire. Idle automation reads
 //! audio through the same `read_audio`.
 
-use serde::Serialize;
-use serde_json::json;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::probe::alsa::{self, AlsaView};
 use crate::probe::passwd::UserNames;
 use crate::probe::pipewire::{self, Direction};
 use crate::probe::process;
 use crate::settings::AudioSettings;
-use crate::{Facts, Guard, Roots, Verdict};
+use crate::spec::{Blocked, GuardSpec, HardWhen};
+use crate::{Facts, Guard, Roots, Severity, Verdict};
 
-pub const NAME: &str = "audio_idle";
+pub const SPEC: GuardSpec<Evidence> = GuardSpec {
+    name: "audio_idle",
+    severity: Severity::Soft,
+    hard_when: Some(HardWhen::LeavingStudio),
+    after_teardown: None,
+    build: |settings, roots| Arc::new(AudioIdle::new(&settings.audio, roots)),
+    advice,
+};
+
+/// Every client moving audio, and the sources that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub running: Vec<AudioClient>,
+    pub problems: Vec<String>,
+}
+
+fn advice(b: &Blocked<Evidence>) -> Option<String> {
+    Some(if b.failed {
+        let running = b.evidence.iter().flat_map(|e| &e.running);
+        format!(
+            "stop playback and recording in {} or wait until it finishes",
+            crate::advice::processes(running.map(|c| (c.command.as_str(), c.pid)))
+        )
+    } else {
+        "check that every user's PipeWire answers (systemctl --user -M USER@ status pipewire), or raise guard_settings.audio.graph_timeout_ms".into()
+    })
+}
+
+/// Where a client was seen moving audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioSource {
+    /// A node of a user's PipeWire graph.
+    Pipewire,
+    /// A PCM substream in ALSA's procfs.
+    Alsa,
+}
 
 /// The command name of the PipeWire daemon: an ALSA substream it holds is
 /// the graph's business, not a blocker of its own.
 const PIPEWIRE_DAEMON: &str = "pipewire";
 
-/// One client moving audio, as evidence names it (and idle automation
-/// reads it back from the evidence).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// One client moving audio, as evidence names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudioClient {
     /// `pipewire` (a node of a user's graph) or `alsa` (a PCM substream).
-    pub source: String,
+    pub source: AudioSource,
     pub pid: Option<u32>,
     /// `/proc/PID/comm`, or what the client said of itself, or `?`.
     pub command: String,
@@ -35,7 +72,7 @@ pub struct AudioClient {
     /// `capture`, `playback` or `duplex`.
     pub direction: Direction,
     /// The client API (`jack`, `alsa`), when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<String>,
     /// What it is connected to: PipeWire nodes, or the ALSA card.
     pub device: Vec<String>,
@@ -48,7 +85,7 @@ impl AudioClient {
             None => format!("{} (pid unknown, {})", self.command, self.user),
         };
         let through = match &self.api {
-            Some(api) if self.source == "pipewire" => format!(" through {api}"),
+            Some(api) if self.source == AudioSource::Pipewire => format!(" through {api}"),
             _ => String::new(),
         };
         let on = if self.device.is_empty() {
@@ -105,7 +142,7 @@ pub fn read_audio(settings: &AudioSettings, roots: &Roots) -> AudioReading {
                         .or(n.binary.clone())
                         .unwrap_or_else(|| "?".into());
                     reading.active.push(AudioClient {
-                        source: "pipewire".into(),
+                        source: AudioSource::Pipewire,
                         pid: n.pid,
                         command,
                         user: users.name(n.uid.unwrap_or(uid)),
@@ -142,7 +179,7 @@ pub fn read_audio(settings: &AudioSettings, roots: &Roots) -> AudioReading {
                     continue;
                 }
                 reading.active.push(AudioClient {
-                    source: "alsa".into(),
+                    source: AudioSource::Alsa,
                     pid: s.owner_pid,
                     command: who.as_ref().map_or("?".into(), |p| p.comm.clone()),
                     user: who.as_ref().map_or("?".into(), |p| p.user.clone()),
@@ -190,9 +227,12 @@ pub fn verdict(reading: &AudioReading, device: Option<&str>) -> Verdict {
     };
     if !reading.active.is_empty() {
         let names: Vec<String> = reading.active.iter().map(AudioClient::sentence).collect();
-        return Verdict::fail(
+        return SPEC.fail(
             format!("audio is in use: {}{unread}", names.join(", ")),
-            json!({ "running": reading.active, "problems": reading.problems }),
+            &Evidence {
+                running: reading.active.clone(),
+                problems: reading.problems.clone(),
+            },
         );
     }
     if !reading.problems.is_empty() {
@@ -222,7 +262,7 @@ pub fn verdict(reading: &AudioReading, device: Option<&str>) -> Verdict {
 
 impl Guard for AudioIdle {
     fn name(&self) -> &str {
-        NAME
+        SPEC.name
     }
 
     fn timeout(&self) -> std::time::Duration {

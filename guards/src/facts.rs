@@ -1,11 +1,11 @@
 //! What the controller learned from systemd and logind before the guards
 //! run: gathered once, over D-Bus, and shared by every guard.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One logind session, with properties kept as strings: newer logind
 /// versions report classes and types that a strict enum would reject.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub id: String,
     pub uid: u32,
@@ -86,7 +86,7 @@ impl SessionInfo {
 /// The load and activation state of one unit, under the name it was asked
 /// by (`unit`) and the name systemd loaded it as (`id`): they differ for an
 /// alias, such as `display-manager.service` for `greetd.service`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitState {
     pub unit: String,
     /// The unit's own name (its `Id`); equal to `unit` unless that is an alias.
@@ -114,7 +114,7 @@ impl UnitState {
 }
 
 /// One process of a unit, as systemd lists it (`GetUnitProcesses`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SliceProcess {
     pub pid: u32,
     /// The command line systemd reports for the process.
@@ -131,7 +131,7 @@ impl SliceProcess {
 }
 
 /// One unit running in the AI slice, with its processes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SliceUnit {
     pub unit: String,
     pub processes: Vec<SliceProcess>,
@@ -164,7 +164,7 @@ pub struct Facts {
 
 /// Work a cluster scheduler placed on this node: a Slurm job (`id` its job
 /// id, `owner` its user) or a pod (`id` namespace/name, `owner` its namespace).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduledWork {
     pub id: String,
     pub name: String,

@@ -1,23 +1,60 @@
 //! `gpu_display_released`: nobody but allowed daemons holds the display GPU.
 //! Combines the `/proc/*/fd` scan (device numbers mapped to a GPU by PCI
 //! address) with NVML's process lists, names every holder with pid, command,
-//! user, unit and device, and treats unreadable processes as unknown.
+//! user, unit and device, and treats unreadable processes as unknown. This
+//! file is the guard: its spec, one look or the post-teardown polling, and
+//! the verdict; `topology` says which GPU is the display's, `holders` who
+//! holds it.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod holders;
+mod topology;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use serde_json::json;
-
-use crate::probe::gpu_topology::{self, normalize_pci, GpuTopology};
-use crate::probe::nvml::{self, ContextKind, GpuSelector, NvmlAnswer, NvmlProbeError};
-use crate::probe::passwd::UserNames;
-use crate::probe::process::{self, ProcessIdentity};
-use crate::probe::procfd::{self, DeviceKind, DeviceRule, OpenDevice};
+use crate::probe::gpu_topology;
+use crate::probe::procfd::DeviceRule;
 use crate::settings::GpuSettings;
-use crate::{Facts, Guard, Roots, Verdict};
+use crate::spec::{Blocked, GuardSpec};
+use crate::{Facts, Guard, Outcome, Roots, Severity, Verdict};
 
-pub const NAME: &str = "gpu_display_released";
+pub use holders::{DisplayGpuUse, GpuHolder, UnknownHolder};
+pub use topology::{resolve_display, ChosenBy, DisplayGpu};
+
+/// Soft before the switch (the display still runs then); checked again,
+/// as hard and polling, once the display is stopped.
+pub const SPEC: GuardSpec<DisplayGpuUse> = GuardSpec {
+    name: "gpu_display_released",
+    severity: Severity::Soft,
+    hard_when: None,
+    after_teardown: Some(|settings, roots| {
+        Arc::new(GpuDisplayReleased::new(&settings.gpu, roots).waiting_until_released())
+    }),
+    build: |settings, roots| Arc::new(GpuDisplayReleased::new(&settings.gpu, roots)),
+    advice,
+};
+
+fn advice(b: &Blocked<DisplayGpuUse>) -> Option<String> {
+    let found = b.evidence.as_ref();
+    if b.failed {
+        let holders = found.map_or(&[][..], |f| f.holders.as_slice());
+        let (them, they) = crate::advice::them(holders.len());
+        let names = holders
+            .iter()
+            .map(|h| (h.process.comm.as_str(), Some(h.process.pid)));
+        return Some(format!(
+            "close {} (or stop their units), or add {them} to guard_settings.gpu.allow if {they} may keep the display GPU",
+            crate::advice::processes(names)
+        ));
+    }
+    Some(if found.is_some_and(|f| !f.unreadable.is_empty()) {
+        "run the check as root (mode apply runs as root) so every process's open files can be read"
+            .into()
+    } else {
+        "check guard_settings.gpu (display_gpu, nvml_library) against the GPUs this machine has"
+            .into()
+    })
+}
 
 /// Where the device-number rule comes from.
 #[derive(Debug, Clone)]
@@ -36,59 +73,6 @@ pub struct GpuDisplayReleased {
     roots: Roots,
     rule: RuleSource,
     wait: Option<(Duration, Duration)>,
-}
-
-/// A process that holds the display GPU.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GpuHolder {
-    #[serde(flatten)]
-    pub process: ProcessIdentity,
-    /// The most telling device it holds (a per-GPU node before shared ones),
-    /// or `nvml` when only NVML lists it.
-    pub device: String,
-    /// Every matching device node it holds.
-    pub devices: Vec<String>,
-    /// The context NVML lists for it, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nvml_context: Option<ContextKind>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gpu_memory_mib: Option<u64>,
-}
-
-/// A process whose open files could not be read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UnknownHolder {
-    pub pid: u32,
-    pub comm: String,
-    pub error: String,
-}
-
-/// The display GPU as resolved for this look.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DisplayGpu {
-    pub pci: String,
-    pub uuid: Option<String>,
-    pub nvidia: bool,
-    /// How it was chosen: `configured`, `boot_vga` or `only GPU`.
-    pub chosen_by: &'static str,
-    /// Its device nodes present under the device root (`/dev/dri/card1`,
-    /// `/dev/nvidia0`): what a holder would have open.
-    pub nodes: Vec<String>,
-}
-
-/// Everything one look found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DisplayGpuUse {
-    pub display_gpu: DisplayGpu,
-    pub holders: Vec<GpuHolder>,
-    pub allowed: Vec<GpuHolder>,
-    pub unreadable: Vec<UnknownHolder>,
-    /// What NVML said, in words (`3 processes listed`, `not asked: ...`).
-    pub nvml: String,
-    #[serde(skip)]
-    nvml_failed: bool,
-    pub processes_scanned: usize,
-    pub fds_scanned: usize,
 }
 
 enum Look {
@@ -145,7 +129,7 @@ impl GpuDisplayReleased {
                 Ok(Look::Seen(found)) => self.judge(*found),
             };
             let waited = started.elapsed();
-            if verdict.outcome == crate::Outcome::Pass {
+            if verdict.outcome == Outcome::Pass {
                 return if waited >= interval {
                     Verdict {
                         reason: format!(
@@ -190,7 +174,7 @@ impl GpuDisplayReleased {
                 "no GPU on this machine (none in sysfs DRM or the NVIDIA driver)".into(),
             ));
         };
-        display.nodes = device_nodes(&self.roots.dev, &display.pci, &topology);
+        display.nodes = topology::device_nodes(&self.roots.dev, &display.pci, &topology);
         let rule = match &self.rule {
             RuleSource::System => {
                 let mut rule = DeviceRule::system(&self.roots.procfs)
@@ -205,100 +189,14 @@ impl GpuDisplayReleased {
             }
             RuleSource::Fixed(rule) => rule.clone(),
         };
-        let myself = BTreeSet::from([std::process::id()]);
-        let scan = procfd::scan(&self.roots.procfs, &rule, &myself, self.settings.fd_scan)
-            .map_err(|e| format!("cannot list processes: {e}"))?;
-        let users = UserNames::load(&self.roots.passwd);
-
-        let mut on_display: BTreeMap<u32, Vec<OpenDevice>> = BTreeMap::new();
-        for holder in scan.holders {
-            let devices: Vec<OpenDevice> = holder
-                .devices
-                .into_iter()
-                .filter(|d| touches_display(&d.kind, &display, &topology))
-                .collect();
-            if !devices.is_empty() {
-                on_display.insert(holder.pid, devices);
-            }
-        }
-
-        let (nvml_processes, nvml_words, nvml_failed) = self.ask_nvml(&display);
-        let mut holders: BTreeMap<u32, GpuHolder> = on_display
-            .into_iter()
-            .map(|(pid, devices)| {
-                let identity = process::identify(&self.roots.procfs, &users, pid);
-                (pid, holder_from_devices(identity, devices))
-            })
-            .collect();
-        for p in nvml_processes
-            .into_iter()
-            .filter(|p| !myself.contains(&p.pid))
-        {
-            let entry = holders.entry(p.pid).or_insert_with(|| GpuHolder {
-                process: process::identify(&self.roots.procfs, &users, p.pid),
-                device: "nvml".into(),
-                devices: Vec::new(),
-                nvml_context: None,
-                gpu_memory_mib: None,
-            });
-            entry.nvml_context = Some(match (entry.nvml_context, p.context) {
-                (Some(ContextKind::Graphics), _) | (_, ContextKind::Graphics) => {
-                    ContextKind::Graphics
-                }
-                _ => ContextKind::Compute,
-            });
-            if let Some(bytes) = p.used_memory_bytes {
-                *entry.gpu_memory_mib.get_or_insert(0) += bytes / (1024 * 1024);
-            }
-        }
-        let (allowed, holders): (Vec<GpuHolder>, Vec<GpuHolder>) = holders
-            .into_values()
-            .partition(|h| h.process.is_allowed(&self.settings.allow));
-        let unreadable = scan
-            .unreadable
-            .into_iter()
-            .map(|u| UnknownHolder {
-                pid: u.pid,
-                comm: process::command_name(&self.roots.procfs, u.pid)
-                    .unwrap_or_else(|| "?".into()),
-                error: u.error,
-            })
-            .collect();
-        Ok(Look::Seen(Box::new(DisplayGpuUse {
-            display_gpu: display,
-            holders,
-            allowed,
-            unreadable,
-            nvml: nvml_words,
-            nvml_failed,
-            processes_scanned: scan.processes_scanned,
-            fds_scanned: scan.fds_scanned,
-        })))
-    }
-
-    fn ask_nvml(&self, display: &DisplayGpu) -> (Vec<nvml::NvmlProcess>, String, bool) {
-        let selector = match self.settings.display_gpu.as_deref() {
-            Some(s) if is_uuid(s) => GpuSelector::Uuid(s.to_string()),
-            _ => GpuSelector::Pci(display.pci.clone()),
-        };
-        match nvml::gpu_processes(&self.settings.nvml_library, &selector) {
-            Ok(NvmlAnswer::Processes(list)) => {
-                let words = format!("{} processes listed", list.len());
-                (list, words, false)
-            }
-            Ok(NvmlAnswer::NotNvidia) => (Vec::new(), "does not manage this GPU".into(), false),
-            Err(e @ NvmlProbeError::LibraryMissing { .. }) | Err(e @ NvmlProbeError::Init(_)) => {
-                (Vec::new(), format!("not asked: {e}"), true)
-            }
-            Err(e @ NvmlProbeError::Query(_)) => (Vec::new(), format!("failed: {e}"), true),
-        }
+        holders::gather(&self.settings, &self.roots, &rule, display, &topology)
+            .map(|found| Look::Seen(Box::new(found)))
     }
 
     fn judge(&self, found: DisplayGpuUse) -> Verdict {
         let gpu = found.display_gpu.pci.clone();
-        let evidence = json!(found);
         if !found.holders.is_empty() {
-            let names: Vec<String> = found.holders.iter().map(describe_holder).collect();
+            let names: Vec<String> = found.holders.iter().map(holders::describe_holder).collect();
             let mut reason = format!(
                 "{} process{} still hold{} the display GPU {gpu}: {}",
                 found.holders.len(),
@@ -312,7 +210,7 @@ impl GpuDisplayReleased {
                     found.unreadable.len()
                 ));
             }
-            return Verdict::fail(reason, evidence);
+            return SPEC.fail(reason, &found);
         }
         if !found.unreadable.is_empty() {
             let names: Vec<String> = found
@@ -321,25 +219,25 @@ impl GpuDisplayReleased {
                 .take(5)
                 .map(|u| format!("{} (pid {}): {}", u.comm, u.pid, u.error))
                 .collect();
-            return Verdict::new(
-                crate::Outcome::Error,
+            return SPEC.verdict(
+                Outcome::Error,
                 format!(
                     "cannot tell whether the display GPU {gpu} is released: the open files of {} process{} could not be read: {}",
                     found.unreadable.len(),
                     if found.unreadable.len() == 1 { "" } else { "es" },
                     names.join("; ")
                 ),
-                evidence,
+                &found,
             );
         }
         if found.nvml_failed && self.settings.require_nvml {
-            return Verdict::new(
-                crate::Outcome::Error,
+            return SPEC.verdict(
+                Outcome::Error,
                 format!(
                     "NVML is required (guard_settings.gpu.require_nvml) but {}",
                     found.nvml
                 ),
-                evidence,
+                &found,
             );
         }
         let mut reason = format!(
@@ -354,13 +252,13 @@ impl GpuDisplayReleased {
                 .collect();
             reason.push_str(&format!("; allowed: {}", names.join(", ")));
         }
-        Verdict::new(crate::Outcome::Pass, reason, evidence)
+        SPEC.verdict(Outcome::Pass, reason, &found)
     }
 }
 
 impl Guard for GpuDisplayReleased {
     fn name(&self) -> &str {
-        NAME
+        SPEC.name
     }
 
     fn timeout(&self) -> Duration {
@@ -378,158 +276,4 @@ impl Guard for GpuDisplayReleased {
             None => self.verdict_of_one_look(),
         }
     }
-}
-
-fn is_uuid(s: &str) -> bool {
-    s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("GPU-"))
-        || s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("MIG-"))
-}
-
-/// Which GPU drives the display: the configured one, else the one marked
-/// `boot_vga`, else the only one. `Ok(None)`: there is no GPU at all.
-pub fn resolve_display(
-    configured: Option<&str>,
-    topology: &GpuTopology,
-) -> Result<Option<DisplayGpu>, String> {
-    let listed = || {
-        let all: Vec<&str> = topology.gpus.iter().map(|g| g.pci.as_str()).collect();
-        if all.is_empty() {
-            "none".to_string()
-        } else {
-            all.join(", ")
-        }
-    };
-    let from_info = |g: &gpu_topology::GpuInfo, chosen_by| DisplayGpu {
-        pci: g.pci.clone(),
-        uuid: g.uuid.clone(),
-        nvidia: g.nvidia,
-        chosen_by,
-        nodes: Vec::new(),
-    };
-    match configured {
-        Some(uuid) if is_uuid(uuid) => topology
-            .gpus
-            .iter()
-            .find(|g| {
-                g.uuid
-                    .as_deref()
-                    .is_some_and(|u| u.eq_ignore_ascii_case(uuid))
-            })
-            .map(|g| Some(from_info(g, "configured")))
-            .ok_or_else(|| {
-                format!(
-                    "guard_settings.gpu.display_gpu: no GPU has UUID {uuid} (NVIDIA GPUs here: {})",
-                    listed()
-                )
-            }),
-        Some(address) => {
-            let pci = normalize_pci(address).ok_or_else(|| {
-                format!("guard_settings.gpu.display_gpu: {address:?} is neither a PCI address (0000:01:00.0) nor a GPU UUID (GPU-...)")
-            })?;
-            match topology.gpu(&pci) {
-                Some(g) => Ok(Some(from_info(g, "configured"))),
-                None if topology.gpus.is_empty() => Ok(Some(DisplayGpu {
-                    pci,
-                    uuid: None,
-                    nvidia: false,
-                    chosen_by: "configured",
-                    nodes: Vec::new(),
-                })),
-                None => Err(format!(
-                    "guard_settings.gpu.display_gpu: no GPU at {pci} (GPUs here: {})",
-                    listed()
-                )),
-            }
-        }
-        None => {
-            let boot: Vec<_> = topology.gpus.iter().filter(|g| g.boot_vga).collect();
-            match (boot.as_slice(), topology.gpus.as_slice()) {
-                ([one], _) => Ok(Some(from_info(one, "boot_vga"))),
-                (_, []) => Ok(None),
-                (_, [only]) => Ok(Some(from_info(only, "only GPU"))),
-                _ => Err(format!(
-                    "{} GPUs and none is marked as the boot display: set guard_settings.gpu.display_gpu to one of {}",
-                    topology.gpus.len(),
-                    listed()
-                )),
-            }
-        }
-    }
-}
-
-/// The device nodes of the GPU at `pci` that exist under `dev`.
-fn device_nodes(dev: &std::path::Path, pci: &str, topology: &GpuTopology) -> Vec<String> {
-    let drm = topology
-        .gpu(pci)
-        .map(|g| {
-            g.drm_nodes
-                .iter()
-                .map(|n| dev.join("dri").join(n))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let nvidia = topology
-        .nvidia_minors
-        .iter()
-        .filter(|(_, p)| p.as_str() == pci)
-        .map(|(minor, _)| dev.join(format!("nvidia{minor}")));
-    drm.into_iter()
-        .chain(nvidia)
-        .filter(|p| p.exists())
-        .map(|p| p.display().to_string())
-        .collect()
-}
-
-/// Whether an open node concerns the display GPU. Nodes that cannot be
-/// mapped to a GPU count (better a false blocker than a wedged switch);
-/// NVIDIA's shared nodes count only when the display GPU is the only
-/// NVIDIA GPU.
-fn touches_display(kind: &DeviceKind, display: &DisplayGpu, topology: &GpuTopology) -> bool {
-    let is_display = |pci: Option<&String>| pci.is_none_or(|p| *p == display.pci);
-    match kind {
-        DeviceKind::NvidiaGpu { minor } => is_display(topology.nvidia_minors.get(minor)),
-        DeviceKind::Drm { minor } => is_display(topology.drm_minors.get(minor)),
-        DeviceKind::NvidiaControl
-        | DeviceKind::NvidiaModeset
-        | DeviceKind::NvidiaUvm
-        | DeviceKind::NvidiaCaps => display.nvidia && topology.nvidia_gpu_count() <= 1,
-        DeviceKind::StandIn { gpu } => *gpu == display.pci,
-    }
-}
-
-fn device_rank(kind: &DeviceKind) -> u8 {
-    match kind {
-        DeviceKind::NvidiaGpu { .. } | DeviceKind::Drm { .. } | DeviceKind::StandIn { .. } => 0,
-        _ => 1,
-    }
-}
-
-fn holder_from_devices(process: ProcessIdentity, mut devices: Vec<OpenDevice>) -> GpuHolder {
-    devices.sort_by_key(|d| (device_rank(&d.kind), d.path.clone()));
-    let mut paths: Vec<String> = devices.iter().map(|d| d.path.clone()).collect();
-    paths.dedup();
-    GpuHolder {
-        process,
-        device: paths.first().cloned().unwrap_or_default(),
-        devices: paths,
-        nvml_context: None,
-        gpu_memory_mib: None,
-    }
-}
-
-fn describe_holder(h: &GpuHolder) -> String {
-    let mut parts = vec![
-        format!("pid {}", h.process.pid),
-        format!("user {}", h.process.user),
-    ];
-    if let Some(unit) = &h.process.unit {
-        parts.push(unit.clone());
-    }
-    parts.push(match h.nvml_context {
-        Some(c) if h.devices.is_empty() => {
-            format!("NVML {} context", json!(c).as_str().unwrap_or("?"))
-        }
-        _ => h.device.clone(),
-    });
-    format!("{} ({})", h.process.comm, parts.join(", "))
 }

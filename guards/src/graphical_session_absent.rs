@@ -5,9 +5,51 @@
 //! (`SessionInfo::graphical_because`: logind's type, or a compositor among
 //! its processes, as with greetd's auto-login or a TTY login).
 
-use serde_json::json;
+use std::sync::Arc;
 
-use crate::{Facts, Guard, SessionInfo, SessionSettings, Verdict};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Blocked, GuardSpec};
+use crate::{Facts, Guard, SessionInfo, SessionSettings, Severity, Verdict};
+
+pub const SPEC: GuardSpec<Evidence> = GuardSpec {
+    name: "graphical_session_absent",
+    severity: Severity::Hard,
+    hard_when: None,
+    after_teardown: None,
+    build: |settings, _| Arc::new(GraphicalSessionAbsent::new(&settings.sessions)),
+    advice,
+};
+
+/// The graphical sessions still open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub sessions: Vec<Open>,
+}
+
+/// A session found graphical, and why (the evidence names the rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Open {
+    #[serde(flatten)]
+    pub session: SessionInfo,
+    pub graphical_because: String,
+}
+
+fn advice(b: &Blocked<Evidence>) -> Option<String> {
+    if !b.failed {
+        return None;
+    }
+    let sessions: Vec<String> = b
+        .evidence
+        .iter()
+        .flat_map(|e| &e.sessions)
+        .map(|o| format!("session {} ({})", o.session.id, o.session.user))
+        .collect();
+    Some(format!(
+        "log out of {} first (loginctl terminate-session ID)",
+        sessions.join(", ")
+    ))
+}
 
 pub struct GraphicalSessionAbsent {
     compositors: Vec<String>,
@@ -21,17 +63,9 @@ impl GraphicalSessionAbsent {
     }
 }
 
-/// A session found graphical, and why (the evidence names the rule).
-#[derive(serde::Serialize)]
-struct Open<'a> {
-    #[serde(flatten)]
-    session: &'a SessionInfo,
-    graphical_because: String,
-}
-
 impl Guard for GraphicalSessionAbsent {
     fn name(&self) -> &str {
-        "graphical_session_absent"
+        SPEC.name
     }
 
     fn check(&self, facts: &Facts) -> Verdict {
@@ -44,7 +78,7 @@ impl Guard for GraphicalSessionAbsent {
             .filter_map(|s| {
                 s.graphical_because(&self.compositors)
                     .map(|graphical_because| Open {
-                        session: s,
+                        session: s.clone(),
                         graphical_because,
                     })
             })
@@ -55,7 +89,7 @@ impl Guard for GraphicalSessionAbsent {
         let names: Vec<String> = open
             .iter()
             .map(|o| {
-                let s = o.session;
+                let s = &o.session;
                 format!(
                     "session {} of {} ({}, {}: {})",
                     s.id,
@@ -70,14 +104,14 @@ impl Guard for GraphicalSessionAbsent {
                 )
             })
             .collect();
-        Verdict::fail(
+        SPEC.fail(
             format!(
                 "{} graphical session{} still open: {}; log out first",
                 open.len(),
                 if open.len() == 1 { " is" } else { "s are" },
                 names.join(", ")
             ),
-            json!({ "sessions": open }),
+            &Evidence { sessions: open },
         )
     }
 }
@@ -85,6 +119,7 @@ impl Guard for GraphicalSessionAbsent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::blocked;
     use crate::{Outcome, SliceProcess};
 
     fn session(id: &str, ty: &str, class: &str, state: &str) -> SessionInfo {
@@ -181,6 +216,18 @@ mod tests {
             compositors: vec!["my-compositor".into()],
         });
         assert_eq!(mine.check(&facts(vec![s])).outcome, Outcome::Fail);
+    }
+
+    #[test]
+    fn the_advice_names_the_sessions_the_check_found() {
+        let mut bob = session("9", "x11", "user", "online");
+        bob.user = "bob".into();
+        let v = guard().check(&facts(vec![session("2", "wayland", "user", "active"), bob]));
+        let r = blocked(SPEC.name, v);
+        assert_eq!(
+            crate::advice(&r).unwrap(),
+            "log out of session 2 (alice), session 9 (bob) first (loginctl terminate-session ID)"
+        );
     }
 
     #[test]

@@ -4,9 +4,44 @@
 //! list of the Kubernetes API) and hands the work in as `Facts::slurm_jobs`
 //! and `Facts::k3s_pods`; without the integration the guard is skipped.
 
-use serde_json::json;
+use std::sync::Arc;
 
-use crate::{Facts, Guard, ScheduledWork, Verdict};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Blocked, GuardSpec};
+use crate::{Facts, Guard, ScheduledWork, Severity, Verdict};
+
+/// Slurm's jobs on this node. Not in any mode's defaults: the controller
+/// adds it when a plan drains the node (hard with the `refuse` job policy).
+pub const SLURM: GuardSpec<Evidence> = GuardSpec {
+    name: "slurm_jobs_safe",
+    severity: Severity::Soft,
+    hard_when: None,
+    after_teardown: None,
+    build: |_, _| Arc::new(ScheduledWorkSafe::new(Scheduler::Slurm)),
+    advice,
+};
+
+/// Kubernetes' GPU pods on this node, likewise.
+pub const K3S: GuardSpec<Evidence> = GuardSpec {
+    name: "k3s_gpu_pods_safe",
+    severity: Severity::Soft,
+    hard_when: None,
+    after_teardown: None,
+    build: |_, _| Arc::new(ScheduledWorkSafe::new(Scheduler::K3s)),
+    advice,
+};
+
+/// The scheduler's work still on this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub work: Vec<ScheduledWork>,
+}
+
+/// The reason already says how to clear it (`wait for it, or ...`).
+fn advice(_: &Blocked<Evidence>) -> Option<String> {
+    None
+}
 
 /// Which scheduler's work a guard watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +82,8 @@ impl ScheduledWorkSafe {
 impl Guard for ScheduledWorkSafe {
     fn name(&self) -> &str {
         match self.scheduler {
-            Scheduler::Slurm => "slurm_jobs_safe",
-            Scheduler::K3s => "k3s_gpu_pods_safe",
+            Scheduler::Slurm => SLURM.name,
+            Scheduler::K3s => K3S.name,
         }
     }
 
@@ -73,14 +108,18 @@ impl Guard for ScheduledWorkSafe {
             return Verdict::pass(format!("no {what} runs on this node"));
         }
         let names: Vec<String> = work.iter().map(|w| self.describe(w)).collect();
-        Verdict::fail(
+        let spec = match self.scheduler {
+            Scheduler::Slurm => &SLURM,
+            Scheduler::K3s => &K3S,
+        };
+        spec.fail(
             format!(
                 "{} {what}{} on this node: {}; {clear}",
                 work.len(),
                 if work.len() == 1 { " runs" } else { "s run" },
                 names.join(", "),
             ),
-            json!({ "work": work }),
+            &Evidence { work: work.clone() },
         )
     }
 }
@@ -88,6 +127,7 @@ impl Guard for ScheduledWorkSafe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::blocked;
     use crate::Outcome;
 
     fn facts(jobs: Option<Result<Vec<ScheduledWork>, String>>) -> Facts {
@@ -120,6 +160,25 @@ mod tests {
         assert_eq!(v.evidence["work"][0]["id"], "12");
         let v = ScheduledWorkSafe::new(Scheduler::K3s).check(&facts(Some(Ok(vec![job()]))));
         assert!(v.reason.contains("1 GPU pod runs"), "{}", v.reason);
+    }
+
+    #[test]
+    fn the_advice_repeats_how_to_clear_each_schedulers_work() {
+        for (scheduler, spec, clear) in [
+            (Scheduler::Slurm, &SLURM, "`scontrol requeue` it"),
+            (Scheduler::K3s, &K3S, "evict it"),
+        ] {
+            let v = ScheduledWorkSafe::new(scheduler).check(&facts(Some(Ok(vec![job()]))));
+            let r = blocked(spec.name, v);
+            let evidence: Evidence = serde_json::from_value(r.evidence.clone()).unwrap();
+            assert_eq!(evidence.work, [job()], "the evidence reads back");
+            let a = crate::advice(&r).unwrap();
+            assert!(
+                a.starts_with(&format!("clear what {} reports", spec.name)),
+                "{a}"
+            );
+            assert!(a.ends_with(clear), "{a}");
+        }
     }
 
     #[test]

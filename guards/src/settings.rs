@@ -457,7 +457,7 @@ impl GuardSettings {
                     format!("{at}.name"),
                     format!("{:?}: use letters, digits, _ and -", e.name),
                 ));
-            } else if crate::BUILTIN_GUARDS.contains(&e.name.as_str()) {
+            } else if crate::spec(&e.name).is_some() {
                 errors.push(invalid(
                     format!("{at}.name"),
                     format!("{} is a built-in guard's name", e.name),

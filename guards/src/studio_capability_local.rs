@@ -3,17 +3,46 @@
 //! in as `Facts::capability_placement`); entering studio-local anywhere else
 //! would be a lie.
 
-use serde_json::json;
+use std::sync::Arc;
 
-use crate::{Facts, Guard, Verdict};
+use serde::{Deserialize, Serialize};
 
-pub const NAME: &str = "studio_capability_local";
+use crate::spec::{Blocked, GuardSpec};
+use crate::{Facts, Guard, Outcome, Severity, Verdict};
+
+pub const SPEC: GuardSpec<Evidence> = GuardSpec {
+    name: "studio_capability_local",
+    severity: Severity::Hard,
+    hard_when: None,
+    after_teardown: None,
+    build: |_, _| Arc::new(StudioCapabilityLocal),
+    advice,
+};
+
+/// Where the placement puts the studio, and where that was read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub source: String,
+    /// `local` or a host name.
+    pub studio: String,
+}
+
+fn advice(b: &Blocked<Evidence>) -> Option<String> {
+    Some(if b.failed {
+        format!(
+            "the studio runs on {}: use that machine, or set capability_placement.studio to \"local\" in the configuration",
+            b.evidence.as_ref().map_or("another host", |e| e.studio.as_str())
+        )
+    } else {
+        "run `mode reconcile` to regenerate the state directory, or check its capability-placement.json".into()
+    })
+}
 
 pub struct StudioCapabilityLocal;
 
 impl Guard for StudioCapabilityLocal {
     fn name(&self) -> &str {
-        NAME
+        SPEC.name
     }
 
     fn check(&self, facts: &Facts) -> Verdict {
@@ -34,17 +63,20 @@ impl Guard for StudioCapabilityLocal {
                 ))
             }
         };
-        let evidence = json!({ "source": source, "studio": where_ });
+        let evidence = Evidence {
+            source: source.into(),
+            studio: where_.clone(),
+        };
         if where_ == "local" {
-            return Verdict::new(
-                crate::Outcome::Pass,
+            return SPEC.verdict(
+                Outcome::Pass,
                 "the studio capability is placed on this machine",
-                evidence,
+                &evidence,
             );
         }
-        Verdict::fail(
+        SPEC.fail(
             format!("the studio capability is placed on {where_:?}, not on this machine ({source} in the configuration)"),
-            evidence,
+            &evidence,
         )
     }
 }
@@ -52,7 +84,8 @@ impl Guard for StudioCapabilityLocal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Outcome;
+    use crate::testing::blocked;
+    use serde_json::json;
 
     fn check(placement: serde_json::Value) -> Verdict {
         let mut facts = Facts::new("studio-local");
@@ -72,6 +105,22 @@ mod tests {
         assert_eq!(v.outcome, Outcome::Fail);
         assert!(v.reason.contains("placed on \"studio-pc\""), "{}", v.reason);
         assert_eq!(v.evidence["studio"], "studio-pc");
+    }
+
+    #[test]
+    fn the_advice_names_the_host_the_check_found_or_the_file_to_mend() {
+        let r = blocked(SPEC.name, check(json!({"studio": "studio-pc"})));
+        assert_eq!(
+            crate::advice(&r).unwrap(),
+            "the studio runs on studio-pc: use that machine, or set capability_placement.studio to \"local\" in the configuration"
+        );
+        let r = blocked(SPEC.name, check(json!({"studio": 3})));
+        assert!(
+            crate::advice(&r)
+                .unwrap()
+                .contains("capability-placement.json"),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -2,22 +2,54 @@
 //! loaded (not missing, not masked, no bad setting), so a transition never
 //! stops the current mode only to find it cannot start the next one.
 
-use serde_json::json;
+use std::sync::Arc;
 
-use crate::{Facts, Guard, UnitState, Verdict};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Blocked, GuardSpec};
+use crate::{Facts, Guard, Severity, UnitState, Verdict};
+
+pub const SPEC: GuardSpec<Evidence> = GuardSpec {
+    name: "target_reachable",
+    severity: Severity::Hard,
+    hard_when: None,
+    after_teardown: None,
+    build: |_, _| Arc::new(TargetReachable),
+    advice,
+};
+
+/// The units to start that cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub units: Vec<UnitState>,
+}
+
+fn advice(b: &Blocked<Evidence>) -> Option<String> {
+    if !b.failed {
+        return None;
+    }
+    let units: Vec<&str> = b
+        .evidence
+        .iter()
+        .flat_map(|e| &e.units)
+        .map(|u| u.unit.as_str())
+        .collect();
+    Some(format!("install, unmask or fix {}", units.join(", ")))
+}
 
 pub struct TargetReachable;
 
 impl Guard for TargetReachable {
     fn name(&self) -> &str {
-        "target_reachable"
+        SPEC.name
     }
 
     fn check(&self, facts: &Facts) -> Verdict {
-        let broken: Vec<&UnitState> = facts
+        let broken: Vec<UnitState> = facts
             .units_to_start
             .iter()
             .filter(|u| u.load_state != "loaded")
+            .cloned()
             .collect();
         if broken.is_empty() {
             return Verdict::pass(format!(
@@ -30,9 +62,9 @@ impl Guard for TargetReachable {
             .iter()
             .map(|u| format!("{} is {}", u.unit, u.load_state))
             .collect();
-        Verdict::fail(
+        SPEC.fail(
             format!("cannot reach {}: {}", facts.target_mode, names.join(", ")),
-            json!({ "units": broken }),
+            &Evidence { units: broken },
         )
     }
 }
@@ -40,6 +72,7 @@ impl Guard for TargetReachable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::blocked;
     use crate::Outcome;
 
     fn unit(name: &str, load: &str) -> UnitState {
@@ -68,6 +101,21 @@ mod tests {
             v.reason
         );
         assert!(v.reason.contains("train.service is masked"), "{}", v.reason);
+    }
+
+    #[test]
+    fn the_advice_names_the_units_the_check_found() {
+        let mut f = Facts::new("compute");
+        f.units_to_start = vec![
+            unit("compute.target", "loaded"),
+            unit("vllm.service", "not-found"),
+            unit("train.service", "masked"),
+        ];
+        let r = blocked(SPEC.name, TargetReachable.check(&f));
+        assert_eq!(
+            crate::advice(&r).unwrap(),
+            "install, unmask or fix vllm.service, train.service"
+        );
     }
 
     #[test]

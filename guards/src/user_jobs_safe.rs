@@ -2,12 +2,47 @@
 //! services the controller manages itself, so leaving compute stops no
 //! training run behind the user's back. Units come from `Facts` (D-Bus).
 
-use serde_json::json;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::settings::AiSliceSettings;
-use crate::{Facts, Guard, SliceUnit, Verdict};
+use crate::spec::{Blocked, GuardSpec, HardWhen};
+use crate::{Facts, Guard, Severity, SliceUnit, Verdict};
 
-pub const NAME: &str = "user_jobs_safe";
+pub const SPEC: GuardSpec<Evidence> = GuardSpec {
+    name: "user_jobs_safe",
+    severity: Severity::Soft,
+    hard_when: Some(HardWhen::LeavingComputeUnderRefuse),
+    after_teardown: None,
+    build: |settings, _| Arc::new(UserJobsSafe::new(&settings.ai_slice)),
+    advice,
+};
+
+/// The user's units still running in the AI slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub slice: String,
+    pub jobs: Vec<SliceUnit>,
+}
+
+fn advice(b: &Blocked<Evidence>) -> Option<String> {
+    if !b.failed {
+        return None;
+    }
+    let units: Vec<&str> = b
+        .evidence
+        .iter()
+        .flat_map(|e| &e.jobs)
+        .map(|j| j.unit.as_str())
+        .collect();
+    Some(format!(
+        "finish or stop {} yourself (systemctl stop {}), or add {} to guard_settings.ai_slice.managed",
+        units.join(", "),
+        units.join(" "),
+        crate::advice::them(units.len()).0
+    ))
+}
 
 pub struct UserJobsSafe {
     settings: AiSliceSettings,
@@ -23,7 +58,7 @@ impl UserJobsSafe {
 
 impl Guard for UserJobsSafe {
     fn name(&self) -> &str {
-        NAME
+        SPEC.name
     }
 
     fn check(&self, facts: &Facts) -> Verdict {
@@ -32,10 +67,11 @@ impl Guard for UserJobsSafe {
             Ok(u) => u,
             Err(why) => return Verdict::error(format!("cannot list the units in {slice}: {why}")),
         };
-        let jobs: Vec<&SliceUnit> = units
+        let jobs: Vec<SliceUnit> = units
             .iter()
             .filter(|u| !self.settings.managed.contains(&u.unit))
             .filter(|u| !u.processes.is_empty())
+            .cloned()
             .collect();
         if jobs.is_empty() {
             return Verdict::pass(format!(
@@ -60,7 +96,7 @@ impl Guard for UserJobsSafe {
                 }
             })
             .collect();
-        Verdict::fail(
+        SPEC.fail(
             format!(
                 "{} job{} of yours still run{} in {slice}: {}",
                 jobs.len(),
@@ -68,7 +104,10 @@ impl Guard for UserJobsSafe {
                 if jobs.len() == 1 { "s" } else { "" },
                 names.join("; ")
             ),
-            json!({ "slice": slice, "jobs": jobs }),
+            &Evidence {
+                slice: slice.clone(),
+                jobs,
+            },
         )
     }
 }
@@ -87,6 +126,7 @@ fn short_command(command: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::blocked;
     use crate::{Outcome, SliceProcess};
 
     fn unit(name: &str, procs: &[(u32, &str)]) -> SliceUnit {
@@ -144,6 +184,25 @@ mod tests {
         assert!(v.reason.contains("no bus"));
         let v = UserJobsSafe::new(&AiSliceSettings::default()).check(&Facts::new("desktop"));
         assert_eq!(v.outcome, Outcome::Error, "ungathered is not a pass");
+    }
+
+    #[test]
+    fn the_advice_names_the_units_the_check_found() {
+        let v = check(Ok(vec![
+            unit("run-a.service", &[(7, "python train.py")]),
+            unit("run-b.service", &[(8, "python eval.py")]),
+        ]));
+        let a = crate::advice(&blocked(SPEC.name, v)).unwrap();
+        assert_eq!(
+            a,
+            "finish or stop run-a.service, run-b.service yourself (systemctl stop run-a.service run-b.service), or add them to guard_settings.ai_slice.managed"
+        );
+        let v = check(Err("no bus".into()));
+        let a = crate::advice(&blocked(SPEC.name, v)).unwrap();
+        assert!(
+            a.contains("could not decide") && a.contains("no bus"),
+            "{a}"
+        );
     }
 
     #[test]

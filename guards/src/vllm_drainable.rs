@@ -5,14 +5,48 @@
 use std::thread;
 use std::time::Duration;
 
-use serde_json::json;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::probe::http::{self, HttpUrl};
 use crate::probe::prometheus;
 use crate::settings::VllmSettings;
-use crate::{Facts, Guard, Verdict};
+use crate::spec::{Blocked, GuardSpec};
+use crate::{Facts, Guard, Outcome, Severity, Verdict};
 
-pub const NAME: &str = "vllm_drainable";
+/// The controller builds it for the vLLM units a plan drains
+/// (`VllmDrainable::for_units`); `build` gives the one of `guard_settings.vllm.unit`.
+pub const SPEC: GuardSpec<Evidence> = GuardSpec {
+    name: "vllm_drainable",
+    severity: Severity::Soft,
+    hard_when: None,
+    after_teardown: None,
+    build: |settings, _| Arc::new(VllmDrainable::new(&settings.vllm)),
+    advice,
+};
+
+/// The last scrape of vLLM's queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub endpoint: String,
+    pub running: f64,
+    pub waiting: f64,
+    /// How many scrapes were taken.
+    pub scrapes: u64,
+}
+
+fn advice(b: &Blocked<Evidence>) -> Option<String> {
+    Some(if b.failed {
+        let requests = match &b.evidence {
+            Some(e) => format!("{} running and {} waiting requests", e.running, e.waiting),
+            None => "requests".into(),
+        };
+        format!("wait for vLLM's {requests} to finish (or stop sending them), or raise guard_settings.vllm.drain_wait_secs")
+    } else {
+        "check the vLLM unit (systemctl status) and guard_settings.vllm.endpoint".into()
+    })
+}
 pub const RUNNING_METRIC: &str = "vllm:num_requests_running";
 pub const WAITING_METRIC: &str = "vllm:num_requests_waiting";
 
@@ -96,7 +130,7 @@ impl VllmDrainable {
 
 impl Guard for VllmDrainable {
     fn name(&self) -> &str {
-        NAME
+        SPEC.name
     }
 
     fn timeout(&self) -> Duration {
@@ -172,19 +206,19 @@ impl VllmDrainable {
         let interval = Duration::from_millis(self.settings.scrape_interval_ms);
         let deadline = crate::Deadline::after(Duration::from_secs(self.settings.drain_wait_secs));
         let mut empty_in_a_row = 0;
-        let mut scrapes = 0;
+        let mut scrapes: u64 = 0;
         loop {
             let queue = match self.scrape(&base) {
                 Ok(q) => q,
                 Err(e) => return Verdict::error(format!("cannot read vLLM's queue: {e}")),
             };
             scrapes += 1;
-            let evidence = json!({
-                "endpoint": base.to_url(),
-                "running": queue.running,
-                "waiting": queue.waiting,
-                "scrapes": scrapes,
-            });
+            let evidence = Evidence {
+                endpoint: base.to_url(),
+                running: queue.running,
+                waiting: queue.waiting,
+                scrapes,
+            };
             let empty = match what {
                 QueueWait::RunningAndWaiting => queue.is_empty(),
                 QueueWait::RunningOnly => queue.running == 0.0,
@@ -192,19 +226,19 @@ impl VllmDrainable {
             if empty {
                 empty_in_a_row += 1;
                 if empty_in_a_row >= 2 {
-                    return Verdict::new(
-                        crate::Outcome::Pass,
+                    return SPEC.verdict(
+                        Outcome::Pass,
                         match what {
                             QueueWait::RunningAndWaiting => format!("vLLM has no running or waiting requests on {empty_in_a_row} scrapes {} ms apart", interval.as_millis()),
                             QueueWait::RunningOnly => format!("vLLM has no running requests on {empty_in_a_row} scrapes {} ms apart ({} held waiting)", interval.as_millis(), queue.waiting),
                         },
-                        evidence,
+                        &evidence,
                     );
                 }
             } else {
                 empty_in_a_row = 0;
                 if deadline.passed() {
-                    return Verdict::fail(
+                    return SPEC.fail(
                         format!(
                             "vLLM still has {} running and {} waiting requests{}",
                             queue.running,
@@ -215,7 +249,7 @@ impl VllmDrainable {
                                 String::new()
                             }
                         ),
-                        evidence,
+                        &evidence,
                     );
                 }
             }

@@ -5,10 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{write, Holder};
+use common::{stored, write, Holder};
 use mode_guards::{
-    AudioIdle, AudioSettings, CpuLoadSafe, CpuSettings, Facts, Guard, MemoryHeadroom,
-    MemorySettings, Outcome, Roots,
+    advice, AudioIdle, AudioSettings, CpuLoadSafe, CpuSettings, Facts, Guard, MemoryHeadroom,
+    MemorySettings, Outcome, Roots, AUDIO_IDLE, CPU_LOAD_SAFE, MEMORY_HEADROOM,
 };
 
 fn asound_roots(asound: &Path) -> Roots {
@@ -256,4 +256,78 @@ fn the_real_machine_is_read_without_error() {
         _ => &serde_json::Value::Null,
     };
     assert!(cpu_figure.is_number(), "{}", cpu.evidence);
+}
+
+#[test]
+fn the_audio_advice_names_the_clients_the_check_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("asound");
+    let reaper = Holder::spawn(Path::new("/dev/null"), None);
+    card(&a, 1, "USB");
+    substream(
+        &a,
+        "card1/pcm0c/sub0",
+        &format!("state: RUNNING\nowner_pid   : {}\n", reaper.pid()),
+    );
+    let v =
+        AudioIdle::new(&AudioSettings::default(), &asound_roots(&a)).check(&Facts::new("compute"));
+    let r = stored(AUDIO_IDLE.name, v);
+    assert_eq!(
+        advice(&r).unwrap(),
+        format!(
+            "stop playback and recording in sleep (pid {}) or wait until it finishes",
+            reaper.pid()
+        )
+    );
+    substream(&a, "card1/pcm0c/sub0", "state: RUNNING\nowner_pid   : x\n");
+    let v =
+        AudioIdle::new(&AudioSettings::default(), &asound_roots(&a)).check(&Facts::new("compute"));
+    let r = stored(AUDIO_IDLE.name, v);
+    assert_eq!(r.outcome, Outcome::Error, "{}", r.reason);
+    assert!(advice(&r).unwrap().contains("PipeWire answers"), "{r:?}");
+}
+
+#[test]
+fn the_memory_advice_names_the_setting_of_the_check_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let low = stored(
+        MEMORY_HEADROOM.name,
+        memory(&proc_tree(dir.path(), 1_024_000, Some(CALM), None)),
+    );
+    assert_eq!(
+        advice(&low).unwrap(),
+        "close memory-hungry programs, or lower guard_settings.memory.min_available_mib"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let stalling = stored(
+        MEMORY_HEADROOM.name,
+        memory(&proc_tree(dir.path(), 16_000_000, Some(STALLING), None)),
+    );
+    assert_eq!(
+        advice(&stalling).unwrap(),
+        "close memory-hungry programs, or raise guard_settings.memory.max_pressure_avg10"
+    );
+}
+
+#[test]
+fn the_cpu_advice_names_the_ceiling_the_check_measured_against() {
+    let dir = tempfile::tempdir().unwrap();
+    let stalled = "some avg10=55.00 avg60=20.00 avg300=5.00 total=100\n";
+    let psi = stored(
+        CPU_LOAD_SAFE.name,
+        cpu(&proc_tree(dir.path(), 1, None, Some(stalled))),
+    );
+    assert_eq!(
+        advice(&psi).unwrap(),
+        "wait for the CPU load to drop, or raise guard_settings.cpu.max_pressure_avg10"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let load = stored(
+        CPU_LOAD_SAFE.name,
+        cpu(&proc_tree(dir.path(), 1, None, None)),
+    );
+    assert_eq!(
+        advice(&load).unwrap(),
+        "wait for the CPU load to drop, or raise guard_settings.cpu.max_load_per_cpu"
+    );
 }

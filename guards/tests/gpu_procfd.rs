@@ -583,3 +583,36 @@ fn polling_does_not_wait_out_a_configuration_error() {
         v.reason
     );
 }
+
+#[test]
+fn the_gpu_advice_names_every_holder_the_check_found_or_the_setting_to_mend() {
+    use common::stored;
+    use mode_guards::{advice, GPU_DISPLAY_RELEASED};
+    let m = PreparedMachine::new();
+    m.process(
+        1234,
+        "Hyprland",
+        1000,
+        "/user.slice/user-1000.slice/session-2.scope",
+        &["dri/card0"],
+    );
+    m.process(
+        2211,
+        "obs",
+        1000,
+        "/user.slice/user-1000.slice/app-obs.scope",
+        &["nvidia0"],
+    );
+    let r = stored(GPU_DISPLAY_RELEASED.name, m.check(None));
+    assert_eq!(r.outcome, Outcome::Fail, "{}", r.reason);
+    assert_eq!(
+        advice(&r).unwrap(),
+        "close Hyprland (pid 1234), obs (pid 2211) (or stop their units), or add them to guard_settings.gpu.allow if they may keep the display GPU"
+    );
+    let r = stored(GPU_DISPLAY_RELEASED.name, m.check(Some("0000:09:00.0")));
+    assert_eq!(r.outcome, Outcome::Error, "{}", r.reason);
+    assert!(
+        advice(&r).unwrap().starts_with("check guard_settings.gpu"),
+        "{r:?}"
+    );
+}

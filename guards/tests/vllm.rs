@@ -10,7 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mode_guards::{Facts, Guard, Outcome, UnitState, Verdict, VllmDrainable, VllmSettings};
+mod common;
+
+use common::stored;
+use mode_guards::{
+    advice, Facts, Guard, Outcome, UnitState, Verdict, VllmDrainable, VllmSettings, VLLM_DRAINABLE,
+};
 
 /// A stand-in vLLM: each `/metrics` answer takes the next queue state
 /// (the last one repeats).
@@ -240,4 +245,30 @@ fn a_server_that_never_answers_is_cut_at_the_request_timeout() {
     );
     assert_eq!(v.outcome, Outcome::Error);
     assert!(v.reason.contains("no answer within 500 ms"), "{}", v.reason);
+}
+
+#[test]
+fn the_advice_reads_the_queue_the_check_scraped() {
+    let vllm = StandIn::start(200, &[(3, 1)], false);
+    let r = stored(
+        VLLM_DRAINABLE.name,
+        check(&vllm.endpoint(), 0, &facts("active")),
+    );
+    assert_eq!(
+        advice(&r).unwrap(),
+        "wait for vLLM's 3 running and 1 waiting requests to finish (or stop sending them), or raise guard_settings.vllm.drain_wait_secs"
+    );
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let r = stored(
+        VLLM_DRAINABLE.name,
+        check(&format!("http://127.0.0.1:{port}"), 0, &facts("active")),
+    );
+    assert_eq!(r.outcome, Outcome::Error);
+    assert!(
+        advice(&r).unwrap().contains("guard_settings.vllm.endpoint"),
+        "{r:?}"
+    );
 }

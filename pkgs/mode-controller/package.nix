@@ -1,12 +1,16 @@
-# The `mode` binary as a Nix package. Built from this checkout with the
-# workspace's own Cargo.lock (no vendor hash to keep in sync), from a source
-# that holds only what cargo reads, so editing docs or Nix files does not
-# rebuild it.
+# The `mode` binary as a Nix package, with its units. Built from this
+# checkout with the workspace's own Cargo.lock (no vendor hash to keep in
+# sync), from a source that holds only what cargo reads, so editing docs or
+# Nix files does not rebuild it. The units of pkgs/systemd/ and
+# pkgs/systemd-user/ go to lib/systemd/{system,user}, naming this package's
+# `mode` and coreutils instead of /usr/bin/mode and /bin/*; the NixOS module
+# takes them from there (systemd.packages).
 {
   lib,
   stdenv,
   rustPlatform,
   installShellFiles,
+  coreutils,
 }:
 
 let
@@ -43,16 +47,33 @@ rustPlatform.buildRustPackage {
     "--bins"
   ];
 
+  postInstall = ''
+    # Drop-in directories too (mode-.service.d/: the sandbox of every mode-* unit).
+    mkdir -p $out/lib/systemd
+    cp -r --no-preserve=mode ${../systemd} $out/lib/systemd/system
+    cp -r --no-preserve=mode ${../systemd-user} $out/lib/systemd/user
+    substituteInPlace $(find $out/lib/systemd -type f) \
+      --replace-quiet =/usr/bin/mode =$out/bin/mode \
+      --replace-quiet =/bin/ =${coreutils}/bin/
+    # A unit naming a program elsewhere would fail on NixOS: stop here instead.
+    if grep -rn '^Exec[A-Za-z]*=[-@:+!]*/\(usr\|bin\|sbin\)/' $out/lib/systemd; then
+      echo "a unit above names a program outside the store" >&2
+      exit 1
+    fi
+  ''
   # `mode completions bash|zsh|fish` and `mode manpage` are part of the CLI
-  # (clap_complete / clap_mangen); they print to stdout. Running the binary
-  # needs a build platform that can execute it, so cross builds skip this.
-  postInstall = lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+  # (clap_complete / clap_mangen): completions print to stdout, `mode manpage
+  # --dir` writes mode.1 and the page of every command it lists. Running the
+  # binary needs a build platform that can execute it, so cross builds skip
+  # this.
+  + lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
     installShellCompletion --cmd mode \
       --bash <($out/bin/mode completions bash) \
       --fish <($out/bin/mode completions fish) \
       --zsh <($out/bin/mode completions zsh)
-    $out/bin/mode manpage > mode.1
-    installManPage mode.1
+    mkdir man
+    $out/bin/mode manpage --dir man
+    installManPage man/*.1
   '';
 
   meta = {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::controller::requester::Instance;
 use crate::mode::Mode;
 
 const EXAMPLES: &str = "\
@@ -17,7 +18,7 @@ Examples:
 
 Modes: desktop, studio-local, compute.
 Exit codes: 0 ok, 1 internal error, 2 usage, 3 refused by a guard, 4 failed (rolled back),
-5 busy, 6 not root, 7 environment/configuration problem, 8 timed out waiting.";
+5 busy, 6 not permitted (root, or polkit's group: docs/operations.md), 7 environment/configuration problem, 8 timed out waiting.";
 
 /// Switch this workstation between desktop, studio and compute modes as a
 /// verified, reversible systemd transition.
@@ -39,8 +40,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Ask for MODE (root): records it as desired, runs mode-controller@MODE.service and
-    /// waits until the switch is verified, refused or rolled back.
+    /// Ask for MODE (root, or a user polkit allows): runs mode-controller@MODE.service
+    /// and waits until the switch is verified, refused or rolled back.
     Request {
         mode: Mode,
         /// Return once the transition is queued.
@@ -51,8 +52,14 @@ pub enum Command {
         timeout: Option<u64>,
     },
     /// Run the transition to MODE in this process (root; what the unit runs).
-    Apply { mode: Mode },
-    /// Converge to the desired mode (root); nothing happens when already there.
+    /// The unit's instance MODE:USER (or reconcile:USER) is a transition that
+    /// USER asked for through polkit, recorded as theirs.
+    Apply {
+        #[arg(value_name = "MODE", value_parser = InstanceParser)]
+        mode: Instance,
+    },
+    /// Converge to the desired mode (root, or a user polkit allows); nothing
+    /// happens when already there.
     Reconcile,
     /// Decide whether this unattended desktop should become a compute node, and
     /// say why (not); run by root (mode-idle-check.timer) it requests compute,
@@ -94,8 +101,13 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff).
-    Manpage,
+    /// Print the man page mode(1) (roff); with --dir, write it and the page of
+    /// every command it lists (mode-request.1, mode-config-check.1, ...) there.
+    Manpage {
+        /// The directory to write every page into (`/usr/share/man/man1`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 const IDLE_HELP: &str = "\
@@ -138,6 +150,42 @@ pub enum ConfigCommand {
     Check { file: PathBuf },
     /// Print the built-in default configuration.
     Defaults,
+}
+
+/// `mode apply`'s argument: a mode word (the choices `--help` and the
+/// completions offer) or a unit instance naming its requester, parsed by
+/// `Instance` alone.
+#[derive(Clone)]
+struct InstanceParser;
+
+impl clap::builder::TypedValueParser for InstanceParser {
+    type Value = Instance;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Instance, clap::Error> {
+        let text = value.to_string_lossy();
+        text.parse().map_err(|e: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value '{text}' for MODE: {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            Mode::ALL
+                .into_iter()
+                .map(|m| clap::builder::PossibleValue::new(m.word())),
+        ))
+    }
 }
 
 /// The mode words as clap's choices, so `--help` lists them and the shell

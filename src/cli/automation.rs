@@ -62,7 +62,9 @@ fn idle_text(c: &IdleCheck, ctx: &Context) -> (String, Option<String>) {
             "{} devices in {}, last activity {}",
             i.devices,
             i.dir,
-            i.last_activity.as_deref().unwrap_or("none seen")
+            i.last_activity
+                .as_deref()
+                .map_or("none seen".into(), crate::clock::Stamp::local_text)
         ),
         None => "not considered".into(),
     };
@@ -80,7 +82,9 @@ fn idle_text(c: &IdleCheck, ctx: &Context) -> (String, Option<String>) {
     let _ = writeln!(
         out,
         "idle since: {}",
-        f.idle_since.as_deref().unwrap_or("-")
+        f.idle_since
+            .as_deref()
+            .map_or("-".into(), crate::clock::Stamp::local_text)
     );
     let _ = writeln!(out, "input:     {input}");
     let _ = writeln!(out, "audio:     {audio}");

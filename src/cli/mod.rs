@@ -114,6 +114,13 @@ fn request_output(outcome: RequestOutcome, ctx: &Context) -> Output {
     }
 }
 
+fn nothing_to_reconcile() -> Output {
+    Output::ok(
+        "already converged: nothing to do\n".into(),
+        &serde_json::json!({"outcome": "noop"}),
+    )
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -154,18 +161,32 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
                 controller::request(ctx, &bus, *mode, !no_wait, Duration::from_secs(secs)).await?;
             request_output(outcome, ctx)
         }
+        // An instance naming its requester (`MODE:USER`, `reconcile:USER`)
+        // is the unit serving someone's polkit-authorized request.
         Command::Apply { mode } => {
-            recorded(controller::apply(ctx, &bus, *mode, &caller).await, ctx)?
+            match controller::apply_instance(ctx, &bus, mode, &caller).await {
+                Ok(Some(record)) => transition_output(&record, ctx),
+                Err(e) => recorded(Err(e), ctx)?,
+                Ok(None) => nothing_to_reconcile(),
+            }
         }
         Command::IdleCheck(args) => automation::idle_check(ctx, &bus, args).await?,
         Command::Boot { boot_mode } => automation::boot(ctx, &bus, *boot_mode).await?,
+        Command::Reconcile if !nix::unistd::getuid().is_root() => {
+            let timeout = Duration::from_secs(ctx.config.timeouts.request_secs);
+            match controller::reconcile_through_polkit(ctx, &bus, timeout).await? {
+                RequestOutcome::Finished {
+                    record: None,
+                    exit: Exit::Success,
+                    ..
+                } => nothing_to_reconcile(),
+                outcome => request_output(outcome, ctx),
+            }
+        }
         Command::Reconcile => match controller::reconcile(ctx, &bus).await {
             Ok(Some(record)) => transition_output(&record, ctx),
             Err(e) => recorded(Err(e), ctx)?,
-            Ok(None) => Output::ok(
-                "already converged: nothing to do\n".into(),
-                &serde_json::json!({"outcome": "noop"}),
-            ),
+            Ok(None) => nothing_to_reconcile(),
         },
         Command::Status => {
             let s = controller::status(ctx, &bus).await?;
@@ -198,7 +219,10 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
                 &serde_json::json!({"explanation": text, "observed": e.observed, "dry_run": e.dry_run}),
             )
         }
-        Command::Desired | Command::Config(_) | Command::Completions { .. } | Command::Manpage => {
+        Command::Desired
+        | Command::Config(_)
+        | Command::Completions { .. }
+        | Command::Manpage { .. } => {
             return Err(Error::Internal("this command needs no bus".into()))
         }
     })
@@ -228,16 +252,36 @@ fn run_local(cli: &Cli, ctx: Option<&Context>) -> Option<Result<Output, Error>> 
             clap_complete::generate(*shell, &mut Cli::command(), "mode", &mut buf);
             Some(Ok(raw(buf)))
         }
-        Command::Manpage => {
-            let mut buf = Vec::new();
-            Some(
-                clap_mangen::Man::new(Cli::command())
-                    .render(&mut buf)
-                    .map(|_| raw(buf))
-                    .map_err(|e| Error::Internal(format!("cannot render the man page: {e}"))),
-            )
-        }
+        Command::Manpage { dir } => Some(man_pages(dir.as_deref())),
         _ => None,
+    }
+}
+
+/// The man pages, all from clap's description of the commands (one home):
+/// mode(1) on stdout, or with `dir` every page written there. Without a
+/// `help` subcommand, so the main page lists only pages that exist.
+fn man_pages(dir: Option<&std::path::Path>) -> Result<Output, Error> {
+    let cmd = Cli::command().disable_help_subcommand(true);
+    match dir {
+        None => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut buf)
+                .map(|_| raw(buf))
+                .map_err(|e| Error::Internal(format!("cannot render the man page: {e}")))
+        }
+        Some(dir) => {
+            clap_mangen::generate_to(cmd, dir).map_err(|e| {
+                Error::State(crate::state::StateError::Io {
+                    file: dir.to_path_buf(),
+                    source: e,
+                })
+            })?;
+            Ok(Output::ok(
+                format!("wrote the man pages to {}\n", dir.display()),
+                &serde_json::json!({"dir": dir}),
+            ))
+        }
     }
 }
 
@@ -284,7 +328,7 @@ fn mutating(c: &Command) -> Option<String> {
 fn execute(cli: &Cli) -> Result<Output, Error> {
     let needs_config = !matches!(
         cli.command,
-        Command::Config(_) | Command::Completions { .. } | Command::Manpage
+        Command::Config(_) | Command::Completions { .. } | Command::Manpage { .. }
     );
     let ctx = if needs_config {
         Some(Context::open(config::load(&cli.config)?, &cli.state_dir))
@@ -296,7 +340,11 @@ fn execute(cli: &Cli) -> Result<Output, Error> {
     }
     let mut ctx = ctx.ok_or_else(|| Error::Internal("no configuration loaded".into()))?;
     if let Some(what) = mutating(&cli.command) {
-        controller::require_root(&what)?;
+        // Anyone may ask for a switch or a reconcile: systemd asks polkit.
+        let through_polkit = matches!(cli.command, Command::Request { .. } | Command::Reconcile);
+        if !through_polkit {
+            controller::require_root(&what)?;
+        }
         config::check_trust(&ctx.config, &cli.config)?;
         crate::logging::init_journal();
     }

@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use mode_guards::{advice, GuardResult, Outcome};
 
+use crate::clock::Stamp;
 use crate::controller::{DryRun, Snapshot, Status};
 use crate::mode::Mode;
 use crate::observe::Observation;
@@ -56,7 +57,8 @@ pub fn status(s: &Status) -> String {
     if let (Some(at), Some(target)) = (&s.blocking_as_of, &s.blocking_target) {
         let _ = writeln!(
             out,
-            "blocked:    the request for {target} was refused; as of {at} (`mode dry-run {target}` checks again):"
+            "blocked:    the request for {target} was refused; as of {} (`mode dry-run {target}` checks again):",
+            Stamp::local_text(at)
         );
     }
     for g in &s.blocking_guards {
@@ -96,7 +98,7 @@ pub fn transition_summary(t: &TransitionRecord) -> String {
         t.outcome.word(),
         t.from,
         t.to,
-        t.started_at,
+        Stamp::local_text(&t.started_at),
         t.duration_ms,
         t.id,
         t.requested_by

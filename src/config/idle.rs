@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::Problem;
+
 /// `idle`: when an unattended desktop becomes a compute node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -38,24 +40,31 @@ pub const MAX_THRESHOLD_SECS: u64 = 30 * 86_400;
 
 impl IdleConfig {
     /// `(field, message)` for the first unusable value.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        mode_guards::within(self.threshold_secs, 1, MAX_THRESHOLD_SECS, "s")
-            .map_err(|m| ("idle.threshold_secs".to_string(), m))?;
+    pub fn validate(&self) -> Result<(), Problem> {
+        let mut out = Vec::new();
+        self.problems(&mut out);
+        super::validate::first(out)
+    }
+
+    /// Every unusable value, each naming its field.
+    pub fn problems(&self, out: &mut Vec<Problem>) {
+        if let Err(m) = mode_guards::within(self.threshold_secs, 1, MAX_THRESHOLD_SECS, "s") {
+            out.push(("idle.threshold_secs".to_string(), m));
+        }
         if let Some(dir) = &self.input_devices {
             if !dir.is_absolute() {
-                return Err((
+                out.push((
                     "idle.input_devices".into(),
                     format!("'{}' must be an absolute path (or null)", dir.display()),
                 ));
             }
         }
         if !(0.0..=100.0).contains(&self.max_cpu_pressure) {
-            return Err((
+            out.push((
                 "idle.max_cpu_pressure".into(),
                 format!("{} is not a percentage (0 to 100)", self.max_cpu_pressure),
             ));
         }
-        Ok(())
     }
 }
 
@@ -175,22 +184,22 @@ impl WayBackConfig {
         format!("This machine is a compute node: hold {key} for {secs} s to get the desktop back.")
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    /// Every unusable value, each naming its field.
+    pub fn problems(&self, out: &mut Vec<Problem>) {
         if !(500..=30_000).contains(&self.hold_ms) {
-            return Err((
+            out.push((
                 "way_back.hold_ms".into(),
                 format!("{} is out of range: between 500 and 30000", self.hold_ms),
             ));
         }
         if self.key == 0 || self.key > 0x2ff {
-            return Err((
+            out.push((
                 "way_back.key".into(),
                 format!("{} is not a key code", self.key),
             ));
         }
         if !self.devices.is_absolute() {
-            return Err(("way_back.devices".into(), "must be an absolute path".into()));
+            out.push(("way_back.devices".into(), "must be an absolute path".into()));
         }
-        Ok(())
     }
 }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::Problem;
+
 use crate::mode::Mode;
 
 /// The longest one integration command may be given.
@@ -148,7 +150,7 @@ fn is_label_selector(s: &str) -> bool {
         })
 }
 
-fn bounded(field: String, secs: u64) -> Result<(), (String, String)> {
+fn bounded(field: String, secs: u64) -> Result<(), Problem> {
     if (1..=MAX_COMMAND_SECS).contains(&secs) {
         Ok(())
     } else {
@@ -160,15 +162,18 @@ fn bounded(field: String, secs: u64) -> Result<(), (String, String)> {
 }
 
 impl Integrations {
-    /// What serde cannot see, each error naming its field.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    /// What serde cannot see, every problem naming its field.
+    pub fn problems(&self, out: &mut Vec<Problem>) {
         if let Some(s) = &self.slurm {
-            bounded(
-                "integrations.slurm.command_timeout_secs".into(),
-                s.command_timeout_secs,
-            )?;
+            out.extend(
+                bounded(
+                    "integrations.slurm.command_timeout_secs".into(),
+                    s.command_timeout_secs,
+                )
+                .err(),
+            );
             if !s.bin_dir.is_absolute() {
-                return Err((
+                out.push((
                     "integrations.slurm.bin_dir".into(),
                     "must be an absolute path".into(),
                 ));
@@ -179,7 +184,7 @@ impl Integrations {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
                 if !ok {
-                    return Err((
+                    out.push((
                         "integrations.slurm.node".into(),
                         format!("'{node}' is not a Slurm node name"),
                     ));
@@ -189,15 +194,18 @@ impl Integrations {
         if let Some(k) = &self.k3s {
             let at = "integrations.k3s";
             if let Err(e) = mode_guards::probe::http::HttpUrl::parse(&k.api) {
-                return Err((format!("{at}.api"), e.to_string()));
+                out.push((format!("{at}.api"), e.to_string()));
             }
-            bounded(
-                format!("{at}.eviction_timeout_secs"),
-                k.eviction_timeout_secs,
-            )?;
-            bounded(format!("{at}.request_timeout_secs"), k.request_timeout_secs)?;
+            out.extend(
+                bounded(
+                    format!("{at}.eviction_timeout_secs"),
+                    k.eviction_timeout_secs,
+                )
+                .err(),
+            );
+            out.extend(bounded(format!("{at}.request_timeout_secs"), k.request_timeout_secs).err());
             if !(100..=60_000).contains(&k.eviction_retry_ms) {
-                return Err((
+                out.push((
                     format!("{at}.eviction_retry_ms"),
                     format!(
                         "{} is out of range: between 100 and 60000",
@@ -207,7 +215,7 @@ impl Integrations {
             }
             if let Some(sel) = &k.pod_selector {
                 if !is_label_selector(sel) {
-                    return Err((
+                    out.push((
                         format!("{at}.pod_selector"),
                         format!("'{sel}' is not an equality-based label selector (k=v, k!=v, k, !k, comma-joined)"),
                     ));
@@ -222,21 +230,19 @@ impl Integrations {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
             if !ok {
-                return Err((
+                out.push((
                     format!("{at}.name"),
                     format!("'{}' must be letters, digits, - and _", e.name),
                 ));
-            }
-            if names.contains(&e.name) {
-                return Err((format!("{at}.name"), format!("'{}' is used twice", e.name)));
+            } else if names.contains(&e.name) {
+                out.push((format!("{at}.name"), format!("'{}' is used twice", e.name)));
             }
             names.push(e.name.clone());
             if !e.path.is_absolute() {
-                return Err((format!("{at}.path"), "must be an absolute path".into()));
+                out.push((format!("{at}.path"), "must be an absolute path".into()));
             }
-            bounded(format!("{at}.timeout_secs"), e.timeout_secs)?;
+            out.extend(bounded(format!("{at}.timeout_secs"), e.timeout_secs).err());
         }
-        Ok(())
     }
 }
 

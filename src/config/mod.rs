@@ -1,42 +1,39 @@
-//! The configuration: its schema (version 1), the built-in defaults that
-//! match the contract's unit topology, loading with a deep merge of the file
-//! over those defaults, and validation whose errors name the field.
-//! Configuration is read-only input; nothing here writes it.
+//! The configuration: loading a file (a regular file, bounded in size),
+//! merged key by key over the built-in defaults, then typed by the schema
+//! and validated, every error naming its field. The schema, the defaults
+//! and the validation are each in their own file. Configuration is
+//! read-only input; nothing here writes it.
 
 mod budget;
+mod defaults;
 mod drain;
 #[cfg(test)]
 mod fuzz;
 mod idle;
 mod integrations;
 mod readiness;
+mod schema;
+mod validate;
 mod vllm;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 pub use budget::{Bytes, CpuQuota, CpuSet, SliceBudget, Weight};
+pub use defaults::defaults;
 pub use drain::{Drain, JobPolicy, UnreadablePolicy};
 pub use idle::{BootMode, IdleConfig, WayBackConfig};
 pub use integrations::{
     ExecIntegration, Integrations, K3sIntegration, SlurmIntegration, Unreachable,
 };
 pub use readiness::Readiness;
+pub use schema::{
+    Config, DisplayManager, GuardSeverity, MissingWorkloads, ModeConfig, Modes, Timeouts,
+    DISPLAY_MANAGER, SCHEMA_VERSION,
+};
+pub use validate::Problem;
 pub use vllm::{VllmPlacement, VllmProfiles};
 
-use mode_guards::{GuardSettings, BUILTIN_GUARDS, MAX_WAIT_SECS};
-
-use crate::mode::Mode;
-
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mode-controller/config.json";
-pub const SCHEMA_VERSION: u32 = 1;
-/// The name every display manager is installed under: Debian's packages
-/// make it a symlink to theirs, NixOS declares it as an alias.
-pub const DISPLAY_MANAGER: &str = "display-manager.service";
-/// The longest settle window a configuration may ask for.
-pub const MAX_SETTLE_MS: u64 = 60_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -51,399 +48,20 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+    /// More than one problem: one line each, as `Invalid` words one.
+    #[error("{}", lines(path, problems))]
+    Several {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
-/// Whether the machine has a display manager (`display-manager.service`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DisplayManager {
-    /// It is part of desktop when it is installed; without it (Hyprland or
-    /// sway started from a TTY login, or by uwsm) desktop is
-    /// `desktop.target` + `graphical.target`.
-    Auto,
-    /// It must be installed: a machine without it cannot reach desktop.
-    Required,
-    /// There is none, even if the unit exists: no mode starts or stops it.
-    None,
-}
-
-/// What a masked or missing workload of the mode's target does to a switch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MissingWorkloads {
-    Warn,
-    Fail,
-}
-
-/// How a guard counts for one mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GuardSeverity {
-    Hard,
-    Soft,
-    Off,
-}
-
-/// What entering one mode means in units.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModeConfig {
-    /// The target that marks this mode; started in `replace` mode.
-    pub target: String,
-    /// Units stopped before the target is started (they must be inactive in this mode).
-    #[serde(default)]
-    pub stop: Vec<String>,
-    /// Units started after the target (each must end active).
-    #[serde(default)]
-    pub start: Vec<String>,
-    /// Overlay units started last and stopped first (the studio overlay).
-    #[serde(default)]
-    pub overlay: Vec<String>,
-    /// Guards evaluated before entering this mode, with their severity.
-    #[serde(default)]
-    pub guards: BTreeMap<String, GuardSeverity>,
-    /// Resource budgets applied to slices when this mode is entered.
-    #[serde(default)]
-    pub slices: BTreeMap<String, SliceBudget>,
-    /// How vLLM and the user jobs are drained when this mode is entered
-    /// from compute.
-    #[serde(default)]
-    pub drain: Drain,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Modes {
-    pub desktop: ModeConfig,
-    #[serde(rename = "studio-local")]
-    pub studio_local: ModeConfig,
-    pub compute: ModeConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Timeouts {
-    /// How long one systemd job (start or stop of a unit) may take.
-    pub job_secs: u64,
-    /// How long `mode request` waits for the transition by default.
-    pub request_secs: u64,
-    /// How long every service a transition started must stay active before
-    /// the mode counts as reached (0: no settle window).
-    #[serde(default = "default_settle_ms")]
-    pub settle_ms: u64,
-}
-
-fn default_settle_ms() -> u64 {
-    1500
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    pub version: u32,
-    /// The mode the machine normalizes to at boot and when nothing is desired.
-    pub default_mode: Mode,
-    pub modes: Modes,
-    /// Units no transition may ever stop (k3s).
-    pub keep_running: Vec<String>,
-    /// Where each capability runs: "local" or the name of another host.
-    pub capability_placement: BTreeMap<String, String>,
-    /// The audit log of completed transitions (one JSON object a line).
-    pub audit_log: PathBuf,
-    pub timeouts: Timeouts,
-    /// Thresholds, the display GPU, allow-lists, the vLLM endpoint and the
-    /// external guards (see docs/guards.md).
-    pub guard_settings: GuardSettings,
-    /// vLLM profiles and GPU placement; `null` (the default) leaves vLLM a
-    /// plain workload of compute (`guard_settings.vllm.unit`).
-    pub vllm_profiles: Option<VllmProfiles>,
-    /// Idle automation: when `mode idle-check` turns an unattended desktop into compute.
-    pub idle: IdleConfig,
-    /// What boot brings the machine to: "default" (default_mode) or "last" (the last desired mode).
-    pub boot_mode: BootMode,
-    /// What a workload the mode's target wants, found masked or missing
-    /// when the target starts, does to the switch: "warn" (recorded, the
-    /// switch goes on) or "fail" (the switch fails and rolls back).
-    pub missing_workloads: MissingWorkloads,
-    /// Whether `display-manager.service` belongs to desktop: "auto" (when
-    /// installed), "required" or "none".
-    pub display_manager: DisplayManager,
-    /// Readiness checks by unit: a started unit with one counts as up only
-    /// once its URL answers 2xx (for example vLLM's `/health`).
-    pub readiness: BTreeMap<String, Readiness>,
-    /// Slurm and `exec` steps (see docs/configuration.md).
-    pub integrations: Integrations,
-    /// The held key that brings the desktop back from compute.
-    pub way_back: WayBackConfig,
-}
-
-impl Config {
-    pub fn mode(&self, mode: Mode) -> &ModeConfig {
-        match mode {
-            Mode::Desktop => &self.modes.desktop,
-            Mode::StudioLocal => &self.modes.studio_local,
-            Mode::Compute => &self.modes.compute,
-        }
-    }
-
-    pub fn mode_mut(&mut self, mode: Mode) -> &mut ModeConfig {
-        match mode {
-            Mode::Desktop => &mut self.modes.desktop,
-            Mode::StudioLocal => &mut self.modes.studio_local,
-            Mode::Compute => &mut self.modes.compute,
-        }
-    }
-
-    /// Every unit whose state decides the observed mode, in a stable order.
-    pub fn managed_units(&self) -> Vec<String> {
-        let mut units: Vec<String> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for mode in Mode::ALL {
-            let m = self.mode(mode);
-            let all = std::iter::once(&m.target)
-                .chain(&m.stop)
-                .chain(&m.start)
-                .chain(&m.overlay);
-            for u in all.chain(if mode == Mode::Compute {
-                self.keep_running.as_slice()
-            } else {
-                &[]
-            }) {
-                if seen.insert(u.as_str()) {
-                    units.push(u.clone());
-                }
-            }
-        }
-        units
-    }
-
-    /// The enabled vLLM profiles with their GPUs.
-    pub fn vllm_placements(&self) -> Vec<(&'static str, VllmPlacement)> {
-        let display = self.guard_settings.gpu.display_gpu.as_deref();
-        self.vllm_profiles
-            .as_ref()
-            .map(|p| p.placements(display))
-            .unwrap_or_default()
-    }
-
-    /// Whether vLLM unit `unit` runs in `mode`: a profile's unit where the
-    /// mode starts it, or the plain vLLM unit in compute.
-    pub fn vllm_runs_in(&self, unit: &str, mode: Mode) -> bool {
-        match &self.vllm_profiles {
-            Some(_) => self.mode(mode).start.iter().any(|u| u == unit),
-            None => mode == Mode::Compute,
-        }
-    }
-
-    /// Every vLLM unit: the profiles' units, or the plain one.
-    pub fn vllm_units(&self) -> Vec<String> {
-        match &self.vllm_profiles {
-            Some(_) => self
-                .vllm_placements()
-                .into_iter()
-                .map(|(_, p)| p.unit)
-                .collect(),
-            None => vec![self.guard_settings.vllm.unit.clone()],
-        }
-    }
-
-    /// `capability-placement.json`: where each capability runs, and with
-    /// vLLM profiles which GPUs each profile gets.
-    pub fn placement_document(&self) -> serde_json::Value {
-        let mut doc = serde_json::Map::new();
-        for (k, v) in &self.capability_placement {
-            doc.insert(k.clone(), serde_json::Value::String(v.clone()));
-        }
-        let placements = self.vllm_placements();
-        if !placements.is_empty() {
-            let gpus: serde_json::Map<String, serde_json::Value> = placements
-                .into_iter()
-                .map(|(_, p)| (p.unit.clone(), serde_json::json!(p.gpus)))
-                .collect();
-            doc.insert("gpus".into(), serde_json::Value::Object(gpus));
-        }
-        serde_json::Value::Object(doc)
-    }
-
-    /// With vLLM profiles, each profile's unit joins the start list of the
-    /// modes it runs in and the stop list of the others.
-    fn with_vllm_profile_units(mut self) -> Self {
-        let placements = self.vllm_placements();
-        let add = |list: &mut Vec<String>, unit: &str| {
-            if !list.iter().any(|u| u == unit) {
-                list.push(unit.to_string());
-            }
-        };
-        for (profile, p) in &placements {
-            // A profile's unit is a workload the controller drains, stops
-            // and starts itself, not a user job in the AI slice.
-            add(&mut self.guard_settings.ai_slice.managed, &p.unit);
-            for mode in Mode::ALL {
-                let runs_here = matches!(
-                    (*profile, mode),
-                    ("compute", Mode::Compute) | ("desktop", Mode::Desktop)
-                );
-                let m = self.mode_mut(mode);
-                if runs_here {
-                    add(&mut m.start, &p.unit);
-                } else {
-                    add(&mut m.stop, &p.unit);
-                }
-            }
-        }
-        self
-    }
-
-    /// The configuration for a machine without a display manager: no mode
-    /// starts, stops or expects `display-manager.service`.
-    pub fn without_display_manager(mut self) -> Self {
-        for mode in Mode::ALL {
-            let m = self.mode_mut(mode);
-            for list in [&mut m.stop, &mut m.start, &mut m.overlay] {
-                list.retain(|u| u != DISPLAY_MANAGER);
-            }
-        }
-        self
-    }
-
-    /// Every slice that some mode budgets.
-    pub fn budgeted_slices(&self) -> Vec<String> {
-        let mut slices: Vec<String> = Mode::ALL
-            .iter()
-            .flat_map(|m| self.mode(*m).slices.keys().cloned())
-            .collect();
-        slices.sort();
-        slices.dedup();
-        slices
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        defaults()
-    }
-}
-
-fn units(names: &[&str]) -> Vec<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
-
-fn guards(list: &[(&str, GuardSeverity)]) -> BTreeMap<String, GuardSeverity> {
-    list.iter().map(|(n, s)| (n.to_string(), *s)).collect()
-}
-
-fn budget(cpu: u64, io: u64, quota_percent: Option<u64>) -> SliceBudget {
-    SliceBudget {
-        cpu_weight: Some(Weight(cpu)),
-        io_weight: Some(Weight(io)),
-        cpu_quota: quota_percent.map(|p| CpuQuota {
-            usec_per_sec: p * 10_000,
-        }),
-        ..SliceBudget::default()
-    }
-}
-
-fn slices(
-    interactive: SliceBudget,
-    ai: SliceBudget,
-    platform: SliceBudget,
-) -> BTreeMap<String, SliceBudget> {
-    BTreeMap::from([
-        ("interactive.slice".to_string(), interactive),
-        ("ai.slice".to_string(), ai),
-        ("platform.slice".to_string(), platform),
-    ])
-}
-
-/// The built-in configuration: the unit topology of contract.md.
-pub fn defaults() -> Config {
-    use GuardSeverity::{Hard, Soft};
-    let overlay = units(&["studio-local-policy.service", "audio-priority.service"]);
-    Config {
-        version: SCHEMA_VERSION,
-        default_mode: Mode::Desktop,
-        modes: Modes {
-            desktop: ModeConfig {
-                target: "desktop.target".into(),
-                stop: units(&["compute.target"]),
-                start: units(&["graphical.target", "display-manager.service"]),
-                overlay: vec![],
-                guards: guards(&[
-                    ("target_reachable", Hard),
-                    ("user_jobs_safe", Soft),
-                    ("vllm_drainable", Soft),
-                ]),
-                slices: slices(
-                    budget(1000, 1000, None),
-                    budget(100, 100, None),
-                    budget(100, 100, None),
-                ),
-                drain: Drain::default(),
-            },
-            studio_local: ModeConfig {
-                target: "desktop.target".into(),
-                stop: units(&["compute.target"]),
-                start: units(&["graphical.target", "display-manager.service"]),
-                overlay,
-                guards: guards(&[
-                    ("target_reachable", Hard),
-                    ("studio_capability_local", Hard),
-                    ("user_jobs_safe", Soft),
-                    ("vllm_drainable", Soft),
-                ]),
-                slices: slices(
-                    budget(1000, 1000, None),
-                    budget(10, 10, Some(100)),
-                    budget(50, 50, None),
-                ),
-                drain: Drain::default(),
-            },
-            compute: ModeConfig {
-                target: "compute.target".into(),
-                stop: units(&[
-                    "desktop.target",
-                    "graphical.target",
-                    "display-manager.service",
-                ]),
-                start: vec![],
-                overlay: vec![],
-                guards: guards(&[
-                    ("target_reachable", Hard),
-                    ("graphical_session_absent", Hard),
-                    ("gpu_display_released", Soft),
-                    ("audio_idle", Soft),
-                    ("memory_headroom", Soft),
-                    ("cpu_load_safe", Soft),
-                ]),
-                slices: slices(
-                    budget(100, 100, None),
-                    budget(1000, 1000, None),
-                    budget(200, 200, None),
-                ),
-                drain: Drain::default(),
-            },
-        },
-        keep_running: units(&["k3s.service"]),
-        capability_placement: ["studio", "vllm", "k3s", "training"]
-            .iter()
-            .map(|c| (c.to_string(), "local".to_string()))
-            .collect(),
-        audit_log: PathBuf::from("/var/lib/mode-controller/transitions.jsonl"),
-        timeouts: Timeouts {
-            job_secs: 120,
-            request_secs: 900,
-            settle_ms: default_settle_ms(),
-        },
-        guard_settings: GuardSettings::default(),
-        vllm_profiles: None,
-        idle: IdleConfig::default(),
-        boot_mode: BootMode::Default,
-        missing_workloads: MissingWorkloads::Warn,
-        display_manager: DisplayManager::Auto,
-        readiness: BTreeMap::new(),
-        integrations: Integrations::default(),
-        way_back: WayBackConfig::default(),
-    }
+fn lines(path: &Path, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|(field, message)| format!("{}: {field}: {message}", path.display()))
+        .collect();
+    lines.join("\n")
 }
 
 /// The largest configuration file read (a real one is a few kB).
@@ -581,8 +199,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             e.into_inner().to_string(),
         )
     })?;
-    validate(&config).map_err(|(field, message)| invalid(field, message))?;
-    Ok(config.with_vllm_profile_units())
+    let mut problems = validate::validate(&config);
+    match problems.len() {
+        0 => Ok(config.with_vllm_profile_units()),
+        1 => {
+            let (field, message) = problems.remove(0);
+            Err(invalid(field, message))
+        }
+        _ => Err(ConfigError::Several {
+            path: path.to_path_buf(),
+            problems,
+        }),
+    }
 }
 
 fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
@@ -601,173 +229,10 @@ fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
     }
 }
 
-const UNIT_SUFFIXES: [&str; 8] = [
-    ".service", ".target", ".slice", ".scope", ".socket", ".timer", ".mount", ".path",
-];
-
-fn check_unit(field: &str, name: &str) -> Result<(), (String, String)> {
-    let ok_chars = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.' | '\\' | '@'));
-    if ok_chars
-        && UNIT_SUFFIXES
-            .iter()
-            .any(|s| name.ends_with(s) && name.len() > s.len())
-    {
-        Ok(())
-    } else {
-        Err((
-            field.to_string(),
-            format!("'{name}' is not a unit name (expected something like \"vllm.service\" or \"compute.target\")"),
-        ))
-    }
-}
-
-fn validate(c: &Config) -> Result<(), (String, String)> {
-    for mode in Mode::ALL {
-        let m = c.mode(mode);
-        let at = format!("modes.{}", mode.word());
-        check_unit(&format!("{at}.target"), &m.target)?;
-        if !m.target.ends_with(".target") {
-            return Err((
-                format!("{at}.target"),
-                format!("'{}' must be a .target unit", m.target),
-            ));
-        }
-        for (list, names) in [
-            ("stop", &m.stop),
-            ("start", &m.start),
-            ("overlay", &m.overlay),
-        ] {
-            for (i, u) in names.iter().enumerate() {
-                check_unit(&format!("{at}.{list}[{i}]"), u)?;
-            }
-        }
-        let keep: std::collections::HashSet<&String> = c.keep_running.iter().collect();
-        let started: std::collections::HashSet<&String> = std::iter::once(&m.target)
-            .chain(&m.start)
-            .chain(&m.overlay)
-            .collect();
-        for (i, u) in m.stop.iter().enumerate() {
-            if keep.contains(u) {
-                return Err((
-                    format!("{at}.stop[{i}]"),
-                    format!("'{u}' is in keep_running: a transition never stops it"),
-                ));
-            }
-            if started.contains(u) {
-                return Err((
-                    format!("{at}.stop[{i}]"),
-                    format!("'{u}' is both stopped and started"),
-                ));
-            }
-        }
-        let externals: std::collections::HashSet<&str> = c
-            .guard_settings
-            .external
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect();
-        for name in m.guards.keys() {
-            if !BUILTIN_GUARDS.contains(&name.as_str()) && !externals.contains(&name.as_str()) {
-                return Err((
-                    format!("{at}.guards.{name}"),
-                    format!(
-                        "unknown guard; known guards: {} (external guards are declared in guard_settings.external)",
-                        BUILTIN_GUARDS.join(", ")
-                    ),
-                ));
-            }
-        }
-        let d = &m.drain;
-        for (name, value) in [
-            ("grace_secs", d.grace_secs),
-            ("wait_secs", d.wait_secs),
-            ("vllm_timeout_secs", d.vllm_timeout_secs),
-        ] {
-            bounded(format!("{at}.drain.{name}"), value, 0, MAX_WAIT_SECS, "s")?;
-        }
-        for slice in m.slices.keys() {
-            check_unit(&format!("{at}.slices.{slice}"), slice)?;
-            if !slice.ends_with(".slice") {
-                return Err((
-                    format!("{at}.slices.{slice}"),
-                    "budgets apply to .slice units only".into(),
-                ));
-            }
-        }
-    }
-    for (i, u) in c.keep_running.iter().enumerate() {
-        check_unit(&format!("keep_running[{i}]"), u)?;
-    }
-    c.integrations.validate()?;
-    c.way_back.validate()?;
-    for (unit, check) in &c.readiness {
-        check_unit(&format!("readiness.{unit}"), unit)?;
-        check.check(&format!("readiness.{unit}"))?;
-    }
-    if c.timeouts.settle_ms > MAX_SETTLE_MS {
-        return Err((
-            "timeouts.settle_ms".into(),
-            format!(
-                "{} is out of range: at most {MAX_SETTLE_MS} ms",
-                c.timeouts.settle_ms
-            ),
-        ));
-    }
-    if let Some(profiles) = &c.vllm_profiles {
-        profiles.validate(c.guard_settings.gpu.display_gpu.as_deref())?;
-    }
-    if let Err(errors) = c.guard_settings.validate() {
-        if let Some(e) = errors.into_iter().next() {
-            return Err((format!("guard_settings.{}", e.field), e.message));
-        }
-    }
-    c.idle.validate()?;
-    if !c.audit_log.is_absolute() {
-        return Err(("audit_log".into(), "must be an absolute path".into()));
-    }
-    let system_dirs = [
-        "/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys",
-        "/var", "/var/lib", "/var/log", "/run", "/tmp", "/root", "/home",
-    ];
-    if c.audit_log.extension().and_then(|e| e.to_str()) != Some("jsonl")
-        || c.audit_log
-            .parent()
-            .is_some_and(|d| system_dirs.iter().any(|s| d == Path::new(s)))
-    {
-        return Err((
-            "audit_log".into(),
-            format!(
-                "'{}' must be a .jsonl file in a directory of its own (the default is /var/lib/mode-controller/transitions.jsonl)",
-                c.audit_log.display()
-            ),
-        ));
-    }
-    for (field, value) in [
-        ("timeouts.job_secs", c.timeouts.job_secs),
-        ("timeouts.request_secs", c.timeouts.request_secs),
-    ] {
-        bounded(field.into(), value, 1, MAX_WAIT_SECS, "s")?;
-    }
-    Ok(())
-}
-
-/// `value` within `min..=max`, or the field and the allowed range.
-fn bounded(
-    field: String,
-    value: u64,
-    min: u64,
-    max: u64,
-    unit: &str,
-) -> Result<(), (String, String)> {
-    mode_guards::within(value, min, max, unit).map_err(|m| (field, m))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mode::Mode;
 
     fn p(text: &str) -> Result<Config, ConfigError> {
         parse(text, Path::new("/etc/mode-controller/config.json"))
@@ -919,6 +384,34 @@ mod tests {
     fn the_serialized_defaults_are_a_valid_file() {
         let text = serde_json::to_string(&defaults()).unwrap();
         assert_eq!(p(&text).unwrap(), defaults());
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_one_per_line() {
+        let e = err(r#"{"version": 1,
+                        "timeouts": {"settle_ms": 60001},
+                        "guard_settings": {"gpu": {"poll_interval_ms": 0},
+                                           "vllm": {"endpoint": "https://x"}},
+                        "modes": {"compute": {"guards": {"vibes_ok": "hard"}}}}"#);
+        let fields: Vec<&str> = e
+            .lines()
+            .map(|l| {
+                let rest = l
+                    .strip_prefix("/etc/mode-controller/config.json: ")
+                    .unwrap();
+                rest.split(": ").next().unwrap()
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "modes.compute.guards.vibes_ok",
+                "timeouts.settle_ms",
+                "guard_settings.gpu.poll_interval_ms",
+                "guard_settings.vllm.endpoint",
+            ],
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Problem;
+
 /// The longest a readiness check may be given (a large model loads for minutes).
 pub const MAX_READY_SECS: u64 = 3600;
 
@@ -24,13 +26,13 @@ fn default_timeout() -> u64 {
 }
 
 impl Readiness {
-    /// The field's problem, if any (`at` is the field path of this entry).
-    pub fn check(&self, at: &str) -> Result<(), (String, String)> {
+    /// The field's problems (`at` is the field path of this entry).
+    pub fn problems(&self, at: &str, out: &mut Vec<Problem>) {
         if let Err(e) = mode_guards::probe::http::HttpUrl::parse(&self.http) {
-            return Err((format!("{at}.http"), e.to_string()));
+            out.push((format!("{at}.http"), e.to_string()));
         }
         if !(1..=MAX_READY_SECS).contains(&self.timeout_secs) {
-            return Err((
+            out.push((
                 format!("{at}.timeout_secs"),
                 format!(
                     "{} is out of range: between 1 and {MAX_READY_SECS} seconds",
@@ -38,6 +40,5 @@ impl Readiness {
                 ),
             ));
         }
-        Ok(())
     }
 }

@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Problem;
+
 /// One vLLM profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,10 +172,18 @@ impl VllmProfiles {
     }
 
     /// `(field, message)` for the first unusable value.
-    pub fn validate(&self, display_gpu: Option<&str>) -> Result<(), (String, String)> {
+    #[cfg(test)]
+    pub fn validate(&self, display_gpu: Option<&str>) -> Result<(), Problem> {
+        let mut out = Vec::new();
+        self.problems(display_gpu, &mut out);
+        super::validate::first(out)
+    }
+
+    /// Every unusable value, each naming its field.
+    pub fn problems(&self, display_gpu: Option<&str>, out: &mut Vec<Problem>) {
         for (name, p) in [("compute", &self.compute), ("desktop", &self.desktop)] {
             if !(p.memory_fraction > 0.0 && p.memory_fraction <= 1.0) {
-                return Err((
+                out.push((
                     format!("vllm_profiles.{name}.memory_fraction"),
                     format!(
                         "{} is not a share: use a number above 0 and at most 1",
@@ -182,50 +192,47 @@ impl VllmProfiles {
                 ));
             }
         }
-        if self.gpus.is_empty() {
-            return Err((
-                "vllm_profiles.gpus".into(),
-                "list the GPUs, by PCI address or by UUID".into(),
-            ));
-        }
         let uuids = self.gpus.iter().filter(|g| is_uuid(g)).count();
-        if uuids != 0 && uuids != self.gpus.len() {
-            return Err((
-                "vllm_profiles.gpus".into(),
-                "name every GPU the same way, all by PCI address or all by UUID: a UUID's place in PCI order is not known here".into(),
-            ));
-        }
-        if let Some(bad) = self
+        let bad = self
             .gpus
             .iter()
-            .find(|g| !is_uuid(g) && mode_guards::probe::gpu_topology::normalize_pci(g).is_none())
-        {
-            return Err((
-                "vllm_profiles.gpus".into(),
-                format!("{bad:?} is neither a PCI address (0000:01:00.0) nor a GPU UUID (GPU-...)"),
-            ));
+            .find(|g| !is_uuid(g) && mode_guards::probe::gpu_topology::normalize_pci(g).is_none());
+        let list_problem = if self.gpus.is_empty() {
+            Some("list the GPUs, by PCI address or by UUID".to_string())
+        } else if uuids != 0 && uuids != self.gpus.len() {
+            Some("name every GPU the same way, all by PCI address or all by UUID: a UUID's place in PCI order is not known here".to_string())
+        } else {
+            bad.map(|bad| {
+                format!("{bad:?} is neither a PCI address (0000:01:00.0) nor a GPU UUID (GPU-...)")
+            })
+        };
+        let list_ok = list_problem.is_none();
+        if let Some(message) = list_problem {
+            out.push(("vllm_profiles.gpus".into(), message));
         }
         if self.desktop.enabled {
             let Some(display) = display_gpu else {
-                return Err((
+                out.push((
                     "vllm_profiles.desktop.enabled".into(),
                     "the desktop profile needs guard_settings.gpu.display_gpu to know which GPU to leave alone".into(),
                 ));
+                return;
             };
+            if !list_ok {
+                return;
+            }
             if !self.gpus.iter().any(|g| same_gpu(g, display)) {
-                return Err((
+                out.push((
                     "vllm_profiles.gpus".into(),
                     format!("the display GPU {display} is not in the list"),
                 ));
-            }
-            if self.gpus.len() < 2 {
-                return Err((
+            } else if self.gpus.len() < 2 {
+                out.push((
                     "vllm_profiles.desktop.enabled".into(),
                     "the desktop profile needs a GPU besides the display one".into(),
                 ));
             }
         }
-        Ok(())
     }
 }
 

@@ -15,6 +15,7 @@ use crate::state::{
 use crate::systemd::Bus;
 
 use super::evaluate::evaluate;
+use super::requester::{Instance, Requester, What};
 use super::steps::{execute, Transition};
 use super::{Context, Error};
 
@@ -73,10 +74,25 @@ async fn converge(
     }
 }
 
-/// Who asked. The unit runs `mode apply` with `MODE_REQUESTED_BY=unit`: then
-/// it is the note `mode request` left for this mode. Any other value (the
-/// boot unit sets `boot`) is taken as it is; without it, the caller.
-fn requester(ctx: &Context, to: Mode, caller: &str) -> String {
+/// Who a transition is for, as the command that runs it knows.
+#[derive(Clone, Copy)]
+enum Caller<'a> {
+    /// This process: `cli uid=0`, `reconcile` (or what the environment says).
+    Process(&'a str),
+    /// A unit instance that names its requester (`mode-controller@MODE:USER`,
+    /// which only polkit's yes let that user start): recorded as `by`.
+    Asked { by: &'a str, unit: &'a str },
+}
+
+/// Who asked. An instance naming its user says it. The unit runs `mode
+/// apply` with `MODE_REQUESTED_BY=unit`: then it is the note `mode request`
+/// left for this mode. Any other value (the boot unit sets `boot`) is taken
+/// as it is; without it, the caller.
+fn requester(ctx: &Context, to: Mode, caller: Caller) -> String {
+    let caller = match caller {
+        Caller::Asked { by, .. } => return by.to_string(),
+        Caller::Process(c) => c,
+    };
     match std::env::var("MODE_REQUESTED_BY").as_deref() {
         Ok("unit") => match ctx.state.request_note() {
             Ok(Some((mode, by))) if mode == to && !by.is_empty() => by,
@@ -96,6 +112,43 @@ pub async fn apply(
     bus: &Bus,
     to: Mode,
     caller: &str,
+) -> Result<TransitionRecord, Error> {
+    apply_for(ctx, bus, to, Caller::Process(caller)).await
+}
+
+/// What the unit instance `instance` runs when it names its requester
+/// (`MODE:USER`, `reconcile:USER`): that transition, recorded as theirs.
+/// `None`: a reconcile found nothing to do. An instance without a user is
+/// `apply` as before.
+pub async fn apply_instance(
+    ctx: &Context,
+    bus: &Bus,
+    instance: &Instance,
+    caller: &str,
+) -> Result<Option<TransitionRecord>, Error> {
+    let Some(user) = &instance.user else {
+        return match instance.what {
+            What::Mode(to) => apply(ctx, bus, to, caller).await.map(Some),
+            What::Reconcile => reconcile(ctx, bus).await,
+        };
+    };
+    let by = Requester::named(user)?.words(instance.what);
+    let unit = instance.unit();
+    let asked = Caller::Asked {
+        by: &by,
+        unit: &unit,
+    };
+    match instance.what {
+        What::Mode(to) => apply_for(ctx, bus, to, asked).await.map(Some),
+        What::Reconcile => reconcile_for(ctx, bus, asked).await,
+    }
+}
+
+async fn apply_for(
+    ctx: &Context,
+    bus: &Bus,
+    to: Mode,
+    caller: Caller<'_>,
 ) -> Result<TransitionRecord, Error> {
     ctx.state.ensure()?;
     let started = Began::now();
@@ -131,7 +184,7 @@ async fn transition(
     ctx: &Context,
     bus: &Bus,
     to: Mode,
-    caller: &str,
+    caller: Caller<'_>,
     started: Began,
     id: String,
 ) -> Result<TransitionRecord, Error> {
@@ -152,7 +205,11 @@ async fn transition(
         &ctx.config,
         &before.profile_units_not_running(to, &ctx.config),
     );
-    let (job_id, invocation_id) = own_unit(bus, to).await;
+    let own = match caller {
+        Caller::Asked { unit, .. } => unit.to_string(),
+        Caller::Process(_) => super::request::unit_for(to),
+    };
+    let (job_id, invocation_id) = own_unit(bus, &own).await;
     let mut record = TransitionRecord {
         id,
         from: before.mode.word().to_string(),
@@ -209,19 +266,17 @@ async fn transition(
     finish(ctx, record, current, started)
 }
 
-/// When `mode apply` runs as `mode-controller@MODE.service`: the unit's
-/// current job (what each `mode request` waits on) and its invocation id.
-async fn own_unit(bus: &Bus, to: Mode) -> (Option<u32>, Option<String>) {
+/// When `mode apply` runs as the unit `unit` (`mode-controller@MODE.service`
+/// or an instance naming its user): the unit's current job (what each `mode
+/// request` waits on) and its invocation id.
+async fn own_unit(bus: &Bus, unit: &str) -> (Option<u32>, Option<String>) {
     let Ok(invocation) = std::env::var("INVOCATION_ID") else {
         return (None, None);
     };
-    let job = bus
-        .unit_job(&super::request::unit_for(to))
-        .await
-        .unwrap_or_else(|e| {
-            warn!("cannot read the job of the transition unit: {e}");
-            None
-        });
+    let job = bus.unit_job(unit).await.unwrap_or_else(|e| {
+        warn!("cannot read the job of the transition unit: {e}");
+        None
+    });
     (job, Some(invocation))
 }
 
@@ -449,6 +504,14 @@ fn repair_unreadable(ctx: &Context) -> Result<(), Error> {
 /// and nothing written, when the machine is already there and the record
 /// agrees.
 pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionRecord>, Error> {
+    reconcile_for(ctx, bus, Caller::Process("reconcile")).await
+}
+
+async fn reconcile_for(
+    ctx: &Context,
+    bus: &Bus,
+    caller: Caller<'_>,
+) -> Result<Option<TransitionRecord>, Error> {
     ctx.state.ensure()?;
     let started = Began::now();
     let id = transition_id(started.at);
@@ -467,7 +530,7 @@ pub async fn reconcile(ctx: &Context, bus: &Bus) -> Result<Option<TransitionReco
     {
         return Ok(None);
     }
-    transition(ctx, bus, desired, "reconcile", started, id)
+    transition(ctx, bus, desired, caller, started, id)
         .await
         .map(Some)
 }

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mode_guards::{
-    builtin, evaluate_all, external, gpu_release_verification, Facts, Guard, GuardReport,
-    GuardResult, Outcome, Roots, Severity, VllmDrainable,
+    evaluate_all, external, spec, Facts, Guard, GuardReport, GuardResult, HardWhen, Outcome, Roots,
+    Severity, Spec, VllmDrainable, GPU_DISPLAY_RELEASED, K3S_GPU_PODS_SAFE, SLURM_JOBS_SAFE,
+    VLLM_DRAINABLE,
 };
 
 use crate::clock::Stamp;
@@ -81,24 +82,24 @@ fn unavailable(name: &str, severity: Severity) -> GuardResult {
     }
 }
 
-/// How `name`, configured as `configured` for the target mode, counts for
-/// this transition (`None`: off). Two guards are hard whatever the target
-/// configures, because of where the machine comes from: `audio_idle` when it
-/// leaves the studio (a recording must not be cut), and `user_jobs_safe` when
-/// it leaves compute with the `refuse` job policy.
+/// How the guard of `spec` (`None`: an external one), configured as
+/// `configured` for the target mode, counts for this transition (`None`:
+/// off). A spec's `hard_when` makes it hard whatever the target configures,
+/// because of where the machine comes from (`audio_idle` leaving the studio,
+/// `user_jobs_safe` leaving compute with the `refuse` job policy).
 fn severity_for(
-    name: &str,
+    spec: Option<&dyn Spec>,
     configured: GuardSeverity,
     plan: &Plan,
     config: &Config,
 ) -> Option<Severity> {
     let leaving = |mode| plan.from == ObservedMode::from(mode);
-    let forced_hard = match name {
-        "audio_idle" => leaving(Mode::StudioLocal),
-        "user_jobs_safe" => {
+    let forced_hard = match spec.and_then(|s| s.hard_when()) {
+        Some(HardWhen::LeavingStudio) => leaving(Mode::StudioLocal),
+        Some(HardWhen::LeavingComputeUnderRefuse) => {
             leaving(Mode::Compute) && config.mode(plan.to).drain.jobs == JobPolicy::Refuse
         }
-        _ => false,
+        None => false,
     };
     match configured {
         GuardSeverity::Off => None,
@@ -108,15 +109,16 @@ fn severity_for(
     }
 }
 
-/// The guards of `plan.to` as configured, plus `slurm_jobs_safe` when the
-/// plan drains a Slurm node and the configuration does not name it: hard
-/// with the `refuse` job policy, soft (naming the jobs) otherwise.
+/// The guards of `plan.to` as configured, plus the scheduler's guard
+/// (`slurm_jobs_safe`, `k3s_gpu_pods_safe`) when the plan drains the node
+/// and the configuration does not name it: hard with the `refuse` job
+/// policy, soft (naming the work) otherwise.
 fn guards_for(plan: &Plan, config: &Config) -> BTreeMap<String, GuardSeverity> {
     let mut guards = config.mode(plan.to).guards.clone();
     for step in &plan.steps {
         let (guard, policy) = match step {
-            Step::SlurmDrain { policy, .. } => ("slurm_jobs_safe", policy.jobs),
-            Step::K3sDrain { policy, .. } => ("k3s_gpu_pods_safe", policy.jobs),
+            Step::SlurmDrain { policy, .. } => (SLURM_JOBS_SAFE.name, policy.jobs),
+            Step::K3sDrain { policy, .. } => (K3S_GPU_PODS_SAFE.name, policy.jobs),
             _ => continue,
         };
         let severity = if policy == JobPolicy::Refuse {
@@ -137,15 +139,15 @@ pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardRepo
     let mut runnable = Vec::new();
     let mut missing = Vec::new();
     for (name, configured) in &guards_for(plan, &ctx.config) {
-        let Some(severity) = severity_for(name, *configured, plan, &ctx.config) else {
+        let builtin = spec(name);
+        let Some(severity) = severity_for(builtin, *configured, plan, &ctx.config) else {
             continue;
         };
-        let guard = if name == "vllm_drainable" {
-            Some(vllm_drainable(ctx, plan))
-        } else {
-            builtin(name, settings, &roots)
-        }
-        .or_else(|| externals.iter().find(|g| g.name() == name).cloned());
+        let guard = match builtin {
+            Some(s) if s.name() == VLLM_DRAINABLE.name => Some(vllm_drainable(ctx, plan)),
+            Some(s) => Some(s.build(settings, &roots)),
+            None => externals.iter().find(|g| g.name() == name).cloned(),
+        };
         match guard {
             Some(guard) => runnable.push((guard, severity)),
             None => missing.push(unavailable(name, severity)),
@@ -206,7 +208,7 @@ fn vllm_drainable(ctx: &Context, plan: &Plan) -> Arc<dyn Guard> {
 /// cannot be checked (no GPU, or not root).
 pub async fn display_gpu_holders(ctx: &Context) -> Option<String> {
     let settings = &ctx.config.guard_settings;
-    let guard = builtin("gpu_display_released", settings, &roots(ctx))?;
+    let guard = GPU_DISPLAY_RELEASED.build(settings, &roots(ctx));
     let result = off_thread(
         vec![(guard, Severity::Hard)],
         Facts::new(Mode::Compute.word()),
@@ -217,14 +219,11 @@ pub async fn display_gpu_holders(ctx: &Context) -> Option<String> {
 }
 
 /// A plan's post-teardown check on the way to `to`: the named guard,
-/// evaluated as hard, in the form that waits for its condition (the display
-/// GPU's release polls).
+/// evaluated as hard, in the form its spec gives for after teardown (the
+/// display GPU's release polls).
 pub async fn verify(ctx: &Context, guard: &str, to: Mode) -> GuardResult {
     let settings = &ctx.config.guard_settings;
-    let check: Option<Arc<dyn Guard>> = match guard {
-        "gpu_display_released" => Some(gpu_release_verification(settings, &roots(ctx))),
-        other => builtin(other, settings, &roots(ctx)),
-    };
+    let check = spec(guard).map(|s| s.build_after_teardown(settings, &roots(ctx)));
     match check {
         Some(g) => off_thread(vec![(g, Severity::Hard)], Facts::new(to.word()))
             .await
@@ -242,7 +241,7 @@ mod tests {
 
     fn severity(name: &str, from: Mode, to: Mode, config: &Config) -> Option<Severity> {
         let p = plan(from.into(), to, config);
-        severity_for(name, config.mode(to).guards[name], &p, config)
+        severity_for(spec(name), config.mode(to).guards[name], &p, config)
     }
 
     #[test]

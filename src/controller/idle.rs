@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use mode_guards::{
-    evaluate_all, AudioIdle, CpuLoadSafe, Facts, Guard, GuardReport, GuardResult, SessionInfo,
-    Severity,
+    evaluate_all, Facts, GuardReport, GuardResult, SessionInfo, Severity, Spec, AUDIO_IDLE,
+    CPU_LOAD_SAFE,
 };
 
 use crate::clock::Stamp;
@@ -125,10 +125,15 @@ fn unattended_since(
 /// The result of `guard` in the evaluation for compute, or, where that
 /// evaluation did not run it (configured off, or nothing to switch), the
 /// guard run alone now: either way audio and pressure are read once a check.
-async fn reading(report: &GuardReport, guard: Arc<dyn Guard>) -> Result<GuardResult, Error> {
-    if let Some(r) = report.guards.iter().find(|g| g.name == guard.name()) {
+async fn reading(
+    ctx: &Context,
+    report: &GuardReport,
+    spec: &dyn Spec,
+) -> Result<GuardResult, Error> {
+    if let Some(r) = report.guards.iter().find(|g| g.name == spec.name()) {
         return Ok(r.clone());
     }
+    let guard = spec.build(&ctx.config.guard_settings, &super::evaluate::roots(ctx));
     let facts = Arc::new(Facts::new(Mode::Compute.word()));
     tokio::task::spawn_blocking(move || evaluate_all(vec![(guard, Severity::Soft)], facts))
         .await
@@ -154,13 +159,9 @@ async fn read(ctx: &Context, bus: &Bus, s: &IdleConfig) -> Result<Reading, Error
     let presence = idle::presence(&sessions, &ctx.config.guard_settings.sessions.compositors);
     let input = s.input_devices.as_deref().map(idle::input_activity);
     let dry = dry_run(ctx, bus, Mode::Compute).await?;
-    let settings = &ctx.config.guard_settings;
-    let roots = super::evaluate::roots(ctx);
-    let audio = Arc::new(AudioIdle::new(&settings.audio, &roots));
-    let cpu = Arc::new(CpuLoadSafe::new(&settings.cpu, &roots));
     Ok(Reading {
-        audio: idle::audio(&reading(&dry.guards, audio).await?),
-        cpu: idle::cpu_pressure(&reading(&dry.guards, cpu).await?),
+        audio: idle::audio(&reading(ctx, &dry.guards, &AUDIO_IDLE).await?),
+        cpu: idle::cpu_pressure(&reading(ctx, &dry.guards, &CPU_LOAD_SAFE).await?),
         blocking_guards: dry.guards.blockers().cloned().collect(),
         observed: dry.observed.mode,
         sessions,

@@ -13,6 +13,7 @@ mod idle;
 mod integrate;
 mod query;
 mod request;
+pub mod requester;
 mod settle;
 mod steps;
 mod watch;
@@ -29,12 +30,12 @@ use crate::observe::{classify, drift, DriftFacts, Observation};
 use crate::state::{LockHolder, StateDir, StateError};
 use crate::systemd::{Bus, SystemdError};
 
-pub use apply::{apply, reconcile};
+pub use apply::{apply_instance, reconcile};
 pub use boot::{boot, boot_mode, BootOutcome};
 pub use exit::Exit;
 pub use idle::{idle_check, IdleCheck, IdleOptions};
 pub use query::{current, desired_mode, dry_run, explain, status, DryRun, Status};
-pub use request::{request, RequestOutcome};
+pub use request::{reconcile_through_polkit, request, RequestOutcome};
 pub use watch::{notify, watch, Snapshot};
 pub use way_back::way_back;
 

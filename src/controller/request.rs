@@ -13,6 +13,7 @@ use crate::state::{audit_find, StateError, TransitionOutcome, TransitionRecord};
 use crate::systemd::{Bus, JobKind, ServiceEnd, SystemdError};
 
 use super::exit::{journal_hint, unrecorded};
+use super::requester::{self, Instance, Requester, What};
 use super::{Context, Error, Exit};
 
 /// How a request ended.
@@ -34,7 +35,8 @@ pub fn unit_for(mode: Mode) -> String {
     format!("mode-controller@{mode}.service")
 }
 
-/// `mode request MODE` from the command line: the requester is the caller's uid.
+/// `mode request MODE` from the command line: the requester is the caller's
+/// uid. A caller who is not root asks through polkit (see `requester`).
 pub async fn request(
     ctx: &Context,
     bus: &Bus,
@@ -42,8 +44,55 @@ pub async fn request(
     wait: bool,
     timeout: Duration,
 ) -> Result<RequestOutcome, Error> {
+    if !nix::unistd::getuid().is_root() {
+        return ask_through_polkit(ctx, bus, What::Mode(mode), wait, timeout).await;
+    }
     let by = format!("cli uid={}", nix::unistd::getuid());
     request_as(ctx, bus, mode, &by, wait, timeout).await
+}
+
+/// `mode reconcile` by a user who is not root: the oneshot reconciles for
+/// them (`mode-controller@reconcile:USER.service`). Finished without a
+/// record and exit 0: there was nothing to do.
+pub async fn reconcile_through_polkit(
+    ctx: &Context,
+    bus: &Bus,
+    timeout: Duration,
+) -> Result<RequestOutcome, Error> {
+    ask_through_polkit(ctx, bus, What::Reconcile, true, timeout).await
+}
+
+/// Start the instance that names the caller; systemd asks polkit whether
+/// they may. Nothing is written here: the state directory is root's.
+async fn ask_through_polkit(
+    ctx: &Context,
+    bus: &Bus,
+    what: What,
+    wait: bool,
+    timeout: Duration,
+) -> Result<RequestOutcome, Error> {
+    if let Some(holder) = ctx.state.lock_holder() {
+        return Err(StateError::Busy(holder).into());
+    }
+    let who = Requester::caller()?;
+    let instance = Instance {
+        what,
+        user: Some(who.name),
+    };
+    let words = match what {
+        What::Mode(m) => format!("request {m}"),
+        What::Reconcile => "reconcile".into(),
+    };
+    let mode = match what {
+        What::Mode(m) => Some(m),
+        What::Reconcile => None,
+    };
+    run_unit(ctx, bus, &instance.unit(), mode, wait, timeout)
+        .await
+        .map_err(|e| match e {
+            Error::Systemd(e @ SystemdError::Denied { .. }) => requester::denied(&words, e),
+            other => other,
+        })
 }
 
 /// A request on behalf of `by` (recorded as `requested_by`; `idle` for the
@@ -61,7 +110,20 @@ pub async fn request_as(
     }
     ctx.state.ensure()?;
     ctx.state.set_request_note(mode, by)?;
-    let unit = unit_for(mode);
+    run_unit(ctx, bus, &unit_for(mode), Some(mode), wait, timeout).await
+}
+
+/// Start `unit` (a transition for `mode`; `None`: a reconcile) and, with
+/// `wait`, report what the run that served its job recorded.
+async fn run_unit(
+    ctx: &Context,
+    bus: &Bus,
+    unit: &str,
+    mode: Option<Mode>,
+    wait: bool,
+    timeout: Duration,
+) -> Result<RequestOutcome, Error> {
+    let unit = unit.to_string();
     if !wait {
         let job = bus.enqueue_start(&unit).await?;
         return Ok(RequestOutcome::Queued { unit, job });
@@ -105,13 +167,22 @@ pub async fn request_as(
     let booted = boot_stamp();
     let ours = |r: &TransitionRecord| {
         r.job_id == Some(job.id)
-            && r.to == mode.word()
+            && mode.is_none_or(|m| r.to == m.word())
             && Stamp::parse_rfc3339(&r.started_at).is_some_and(|t| t >= booted)
     };
     let record = match ctx.state.last_transition() {
         Ok(Some(r)) if ours(&r) => Some(r),
         _ => audit_find(&ctx.config.audit_log, ours).unwrap_or(None),
     };
+    if record.is_none() && mode.is_none() && job.result == "done" {
+        // A reconcile that found the machine where it should be records
+        // nothing (and its unit, ended well, is unloaded: no exit status).
+        return Ok(RequestOutcome::Finished {
+            record: None,
+            exit: Exit::Success,
+            why: None,
+        });
+    }
     let (exit, mut why) = served_code(&unit, record.as_ref(), &end);
     if record.is_none() && exit == Exit::Environment {
         // It stopped before recording anything: say what was in its way.

@@ -10,7 +10,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use mode_guards::{AudioClient, GuardResult, Outcome, SessionInfo};
+use mode_guards::{
+    AudioClient, CpuLoadEvidence as CpuEvidence, GuardResult, Outcome, SessionInfo, AUDIO_IDLE,
+    CPU_LOAD_SAFE,
+};
 
 use crate::clock::Stamp;
 
@@ -202,11 +205,10 @@ pub fn audio(audio_idle: &GuardResult) -> Audio {
             problem: audio_idle.reason.clone(),
         },
         Outcome::Fail => Audio::Playing {
-            clients: serde_json::from_value::<Vec<AudioClient>>(
-                audio_idle.evidence["running"].clone(),
-            )
-            .map(|clients| clients.iter().map(AudioClient::sentence).collect())
-            .unwrap_or_else(|_| vec![audio_idle.reason.clone()]),
+            clients: AUDIO_IDLE.evidence(audio_idle).map_or_else(
+                || vec![audio_idle.reason.clone()],
+                |e| e.running.iter().map(AudioClient::sentence).collect(),
+            ),
         },
     }
 }
@@ -226,16 +228,15 @@ pub enum CpuPressure {
 }
 
 /// CPU pressure as `cpu_load_safe` read it: PSI's `avg60` when it judged
-/// by PSI; absent when the kernel has none (it judged by the load average).
+/// by PSI; absent when the kernel has none (it judged by the load average);
+/// its error otherwise.
 pub fn cpu_pressure(cpu_load_safe: &GuardResult) -> CpuPressure {
-    let evidence = &cpu_load_safe.evidence;
-    match (
-        evidence["source"].as_str(),
-        evidence["pressure_avg60"].as_f64(),
-    ) {
-        (Some("psi"), Some(avg60)) => CpuPressure::Read { avg60 },
-        (Some("loadavg"), _) => CpuPressure::Absent,
-        _ => CpuPressure::Unreadable {
+    match CPU_LOAD_SAFE.evidence(cpu_load_safe) {
+        Some(CpuEvidence::Psi { pressure_avg60, .. }) => CpuPressure::Read {
+            avg60: pressure_avg60,
+        },
+        Some(CpuEvidence::Loadavg { .. }) => CpuPressure::Absent,
+        None => CpuPressure::Unreadable {
             problem: cpu_load_safe.reason.clone(),
         },
     }
@@ -439,8 +440,8 @@ mod tests {
             let v = mode_guards::Guard::check(&guard, &mode_guards::Facts::new("compute"));
             cpu_pressure(&result(v.outcome, &v.reason, v.evidence))
         };
-        // No PSI and no load average either: still absent, not unreadable.
-        assert_eq!(cpu_of(&roots), CpuPressure::Absent);
+        // No PSI and no load average either: the guard's error.
+        assert!(matches!(cpu_of(&roots), CpuPressure::Unreadable { .. }));
         std::fs::write(t.path().join("loadavg"), "0.50 0.40 0.30 1/100 42\n").unwrap();
         std::fs::write(t.path().join("stat"), "cpu 1 2 3\ncpu0 1 2 3\n").unwrap();
         assert_eq!(cpu_of(&roots), CpuPressure::Absent);

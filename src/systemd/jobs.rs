@@ -75,11 +75,7 @@ impl Bus {
         let Some(removed) = removed.as_mut() else {
             return Err(SystemdError::call("JobRemoved", "no signal stream"));
         };
-        let (job_id, _, _, _, _, affected) = self
-            .manager()
-            .enqueue_unit_job(unit.to_string(), kind.word().into(), "replace".into())
-            .await
-            .map_err(|e| enqueue_error(unit, kind, e))?;
+        let (job_id, affected) = self.queue(unit, kind).await?;
 
         let mut waiting: BTreeMap<u32, (String, bool)> = affected
             .into_iter()
@@ -132,13 +128,65 @@ impl Bus {
 
     /// Enqueue a start job and return without waiting (its job id).
     pub async fn enqueue_start(&self, unit: &str) -> Result<u32, SystemdError> {
-        let (job_id, ..) = self
-            .manager()
-            .enqueue_unit_job(unit.to_string(), "start".into(), "replace".into())
-            .await
-            .map_err(|e| enqueue_error(unit, JobKind::Start, e))?;
-        Ok(job_id)
+        Ok(self.queue(unit, JobKind::Start).await?.0)
     }
+
+    /// Queue the job (mode `replace`): its id and the jobs its transaction
+    /// pulled in. systemd's D-Bus policy lets only root call
+    /// `EnqueueUnitJob`; anyone else calls `StartUnit` / `StopUnit` (which
+    /// systemd checks with polkit) and learns the job alone, from its path.
+    async fn queue(&self, unit: &str, kind: JobKind) -> Result<(u32, Vec<Affected>), SystemdError> {
+        let manager = self.manager();
+        if nix::unistd::geteuid().is_root() {
+            let (job_id, _, _, _, _, affected) = manager
+                .enqueue_unit_job(unit.to_string(), kind.word().into(), "replace".into())
+                .await
+                .map_err(|e| enqueue_error(unit, kind, e))?;
+            return Ok((job_id, affected));
+        }
+        // Allowing interactive authorization, as systemctl does: where
+        // polkit would ask for an administrator's password (its default for
+        // anyone its rules do not let in), a polkit agent of the session
+        // may ask; with none, polkit says no at once.
+        let method = match kind {
+            JobKind::Start => "StartUnit",
+            JobKind::Stop => "StopUnit",
+        };
+        let path: zbus::OwnedObjectPath = manager
+            .inner()
+            .call_with_flags(
+                method,
+                zbus::proxy::MethodFlags::ALLOW_INTERACTIVE_AUTH,
+                &(unit, "replace"),
+            )
+            .await
+            .map_err(|e| enqueue_error(unit, kind, e))?
+            .ok_or_else(|| SystemdError::call(format!("{method} {unit}"), "no reply"))?;
+        let job_id = job_id_of(path.as_str()).ok_or_else(|| {
+            SystemdError::call(
+                format!("{} {unit}", kind.word()),
+                format!("systemd answered with {path}, not a job"),
+            )
+        })?;
+        Ok((job_id, vec![]))
+    }
+}
+
+/// What `EnqueueUnitJob` says of each job of the transaction: (id, path,
+/// unit, unit path, job type).
+type Affected = (
+    u32,
+    zbus::OwnedObjectPath,
+    String,
+    zbus::OwnedObjectPath,
+    String,
+);
+
+/// The id in a job's object path, `/org/freedesktop/systemd1/job/42`.
+fn job_id_of(path: &str) -> Option<u32> {
+    path.strip_prefix("/org/freedesktop/systemd1/job/")?
+        .parse()
+        .ok()
 }
 
 /// A unit that is not installed, or masked, is an environment problem worth
@@ -153,6 +201,16 @@ fn enqueue_error(unit: &str, kind: JobKind, e: zbus::Error) -> SystemdError {
                 detail: detail.clone().unwrap_or_else(|| name.to_string()),
             }
         }
+        // zbus reports the bus's own error names (AccessDenied,
+        // InteractiveAuthorizationRequired: polkit said no) as `FDO`.
+        zbus::Error::FDO(fdo) => match fdo.as_ref() {
+            zbus::fdo::Error::AccessDenied(detail)
+            | zbus::fdo::Error::InteractiveAuthorizationRequired(detail) => SystemdError::Denied {
+                unit: unit.to_string(),
+                detail: detail.clone(),
+            },
+            _ => SystemdError::call(format!("{} {unit}", kind.word()), e),
+        },
         _ => SystemdError::call(format!("{} {unit}", kind.word()), e),
     }
 }

@@ -31,6 +31,10 @@ pub enum SystemdError {
     NotInstalled { unit: String, detail: String },
     #[error("{unit}: no job result within {secs} s")]
     JobTimeout { unit: String, secs: u64 },
+    /// systemd (or polkit, which systemd asked) would not let this caller
+    /// start the unit: `AccessDenied` or `InteractiveAuthorizationRequired`.
+    #[error("systemd refused to start {unit} for this user: {detail}")]
+    Denied { unit: String, detail: String },
 }
 
 impl SystemdError {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How NVML is asked for the GPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +16,7 @@ pub enum GpuSelector {
 }
 
 /// What kind of context a process has on the GPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ContextKind {
     Graphics,
