@@ -30,6 +30,7 @@ ProtectHome=no
 ProtectKernelLogs=no
 ProtectKernelModules=no
 ProtectProc=default
+PrivateTmp=no
 BindReadOnlyPaths=
 ProtectControlGroups=no
 ProtectClock=no
@@ -43,12 +44,13 @@ MemoryDenyWriteExecute=no
 SystemCallArchitectures=
 SystemCallFilter=
 CapabilityBoundingSet=~"
-variant "without ProtectKernelLogs, ProtectKernelModules, ProtectProc" "[Service]
+variant "without ProtectKernelLogs, ProtectKernelModules, ProtectProc, PrivateTmp" "[Service]
 ProtectKernelLogs=no
 ProtectKernelModules=no
-ProtectProc=default"
+ProtectProc=default
+PrivateTmp=no"
 variant "as shipped" ""
-for option in PrivateTmp=yes ProtectKernelTunables=yes "IPAddressDeny=any
+for option in ProtectKernelTunables=yes "IPAddressDeny=any
 IPAddressAllow=localhost" "DevicePolicy=closed
 DeviceAllow=char-nvidia-frontend rw"; do
   variant "+ ${option//$'\n'/ }" "[Service]

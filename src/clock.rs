@@ -3,9 +3,10 @@
 //! prefix (`20261123T040506Z`), and the machine's local time for people
 //! (`Mon 2026-11-23 05:05:06 CET`, as systemctl prints it: the C library's
 //! zone, so TZ and /etc/localtime count). Small enough not to need a date
-//! crate.
+//! crate. Durations are measured on the monotonic clock (`Began`), never as
+//! the difference of two stamps: NTP may step the wall clock mid-transition.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// A moment, as milliseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -148,6 +149,33 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// When something began, on both clocks: the wall clock for its
+/// timestamps, the monotonic clock for how long it took.
+#[derive(Debug, Clone, Copy)]
+pub struct Began {
+    pub at: Stamp,
+    mono: Instant,
+}
+
+impl Began {
+    pub fn now() -> Self {
+        Self {
+            at: Stamp::now(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since then, by the monotonic clock.
+    pub fn elapsed_ms(&self) -> u64 {
+        elapsed_ms(self.mono)
+    }
+}
+
+/// Milliseconds since `since`, by the monotonic clock.
+pub fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A new transition id: `20261123T040506Z-4f2a`.
 pub fn transition_id(at: Stamp) -> String {
     let nanos = SystemTime::now()
@@ -251,6 +279,16 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    #[test]
+    fn a_duration_is_the_monotonic_clocks() {
+        let began = Began {
+            at: Stamp(0),
+            mono: Instant::now() - std::time::Duration::from_millis(250),
+        };
+        // The wall-clock stamp says 1970; the duration does not care.
+        assert!((250..10_000).contains(&began.elapsed_ms()));
     }
 
     #[test]

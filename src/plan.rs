@@ -857,4 +857,190 @@ mod tests {
         let p = plan_clearing(ObservedMode::Desktop, Mode::Compute, &defaults(), &strays);
         assert_eq!(p, run(Mode::Desktop, Mode::Compute));
     }
+
+    /// The two configurations every ordering rule is checked on: the
+    /// defaults, and vLLM profiles (a desktop profile on the second GPU).
+    fn rule_configs() -> [(&'static str, Config); 2] {
+        let profiles = r#"{"version": 1,
+            "guard_settings": {"gpu": {"display_gpu": "0000:01:00.0"}},
+            "vllm_profiles": {"gpus": ["0000:01:00.0", "0000:41:00.0"], "desktop": {"enabled": true}}}"#;
+        [
+            ("defaults", defaults()),
+            (
+                "vllm-profiles",
+                crate::config::parse(profiles, std::path::Path::new("profiles.json")).unwrap(),
+            ),
+        ]
+    }
+
+    const OBSERVED: [ObservedMode; 5] = [
+        ObservedMode::Desktop,
+        ObservedMode::StudioLocal,
+        ObservedMode::Compute,
+        ObservedMode::Transitioning,
+        ObservedMode::FailedTransition,
+    ];
+
+    /// The ordering rules of a plan, as the sentences that are broken.
+    fn broken_rules(p: &Plan, c: &Config) -> Vec<String> {
+        let at = |f: &dyn Fn(&Step) -> bool| -> Vec<usize> {
+            p.steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| f(s))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let drains = at(&|s| {
+            matches!(
+                s,
+                Step::DrainVllm { .. }
+                    | Step::DrainJobs { .. }
+                    | Step::SlurmDrain { .. }
+                    | Step::K3sDrain { .. }
+            )
+        });
+        let budgets = at(&|s| matches!(s, Step::SetBudget { .. }));
+        let moves = at(&|s| matches!(s, Step::Stop { .. } | Step::Start { .. }));
+        let starts = at(&|s| matches!(s, Step::Start { .. }));
+        let display = &c.modes.compute.stop;
+        let display_stops = at(&|s| matches!(s, Step::Stop { unit } if display.contains(unit)));
+        let gpu_checks = at(&|s| matches!(s, Step::Check { .. }));
+        let stopped: Vec<&str> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Stop { unit } => Some(unit.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut broken = Vec::new();
+        let before = |a: &[usize], b: &[usize]| match (a.iter().max(), b.iter().min()) {
+            (Some(last), Some(first)) => last < first,
+            _ => true,
+        };
+        if !before(&drains, &budgets) || !before(&drains, &moves) {
+            broken.push("a drain comes after a budget or a move".to_string());
+        }
+        if !before(&budgets, &moves) {
+            broken.push("a budget comes after a stop or a start".to_string());
+        }
+        for check in &gpu_checks {
+            if !before(&display_stops, &[*check]) || !before(&[*check], &starts) {
+                broken.push(format!(
+                    "the GPU check (step {}) is not between the last display stop and the first start",
+                    check + 1
+                ));
+            }
+        }
+        if p.to == Mode::Compute && !display_stops.is_empty() && gpu_checks.is_empty() {
+            broken.push("the display stops but the GPU release is not checked".to_string());
+        }
+        for unit in p.units_to_start() {
+            if stopped.contains(&unit.as_str()) {
+                broken.push(format!("{unit} is both stopped and started"));
+            }
+        }
+        for unit in &c.keep_running {
+            if stopped.contains(&unit.as_str()) {
+                broken.push(format!("{unit} must keep running but is stopped"));
+            }
+        }
+        broken
+    }
+
+    #[test]
+    fn every_plan_keeps_the_ordering_rules() {
+        let mut checked = 0;
+        for (name, c) in rule_configs() {
+            for from in OBSERVED {
+                for to in Mode::ALL {
+                    let p = plan(from, to, &c);
+                    let broken = broken_rules(&p, &c);
+                    assert!(
+                        broken.is_empty(),
+                        "{name}: {from} -> {to}: {broken:?}\n{p:#?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 5 * 3);
+        // The rules can fail: a plan with a budget after a stop, a check
+        // before the display stops, k3s stopped, a unit stopped and started.
+        let c = defaults();
+        let mut p = plan(ObservedMode::Desktop, Mode::Compute, &c);
+        let budget = p.steps.remove(0);
+        p.steps.push(budget);
+        let check = p
+            .steps
+            .iter()
+            .position(|s| matches!(s, Step::Check { .. }))
+            .unwrap();
+        let check = p.steps.remove(check);
+        p.steps.insert(0, check);
+        p.steps.push(Step::Stop {
+            unit: "k3s.service".into(),
+        });
+        p.steps.push(Step::Stop {
+            unit: "compute.target".into(),
+        });
+        let broken = broken_rules(&p, &c);
+        assert_eq!(broken.len(), 4, "{broken:?}");
+    }
+
+    /// Every plan of `rule_configs`, in words, one step a line.
+    fn all_plans_text() -> String {
+        let mut out = String::new();
+        for (name, c) in rule_configs() {
+            for from in OBSERVED {
+                for to in Mode::ALL {
+                    let p = plan(from, to, &c);
+                    out.push_str(&format!("== {name}: {from} -> {to}\n"));
+                    if p.is_noop() {
+                        out.push_str("   (nothing to do)\n");
+                    }
+                    for (i, s) in p.steps.iter().enumerate() {
+                        out.push_str(&format!("{:>3}. {}\n", i + 1, s.describe()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// src/plan.golden.txt is every plan as it stands (beside this file, so
+    /// the package build's unit tests have it too); a change to any plan
+    /// shows in review as a change of that file. Regenerate it with
+    /// `MODE_UPDATE_GOLDEN=1 cargo test --bin mode golden`.
+    #[test]
+    fn every_plan_matches_the_golden_text() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/plan.golden.txt");
+        let now = all_plans_text();
+        if std::env::var_os("MODE_UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &now).unwrap();
+            return;
+        }
+        let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; regenerate with MODE_UPDATE_GOLDEN=1",
+                path.display()
+            )
+        });
+        if golden != now {
+            let first = golden
+                .lines()
+                .zip(now.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| golden.lines().count().min(now.lines().count()));
+            panic!(
+                "the plans differ from {} at line {}:\n  golden: {:?}\n  now:    {:?}\n(regenerate with MODE_UPDATE_GOLDEN=1 if the change is meant)",
+                path.display(),
+                first + 1,
+                golden.lines().nth(first),
+                now.lines().nth(first)
+            );
+        }
+    }
 }

@@ -65,6 +65,14 @@ impl SessionInfo {
         })
     }
 
+    /// Whether this is a greeter on the display (the display manager's
+    /// login screen), not closing.
+    pub fn is_graphical_greeter(&self) -> bool {
+        self.class == "greeter"
+            && GRAPHICAL_TYPES.contains(&self.session_type.as_str())
+            && self.state != "closing"
+    }
+
     /// Whether the session's processes are worth gathering: only those can
     /// be graphical by what they run.
     pub fn needs_processes(&self) -> bool {

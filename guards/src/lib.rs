@@ -32,7 +32,7 @@ mod vllm_drainable;
 
 pub use advice::advice;
 pub use audio_idle::{read_audio, AudioClient, AudioIdle, AudioReading, AudioSource};
-pub use cpu_load_safe::CpuLoadSafe;
+pub use cpu_load_safe::{CpuLoadSafe, Evidence as CpuLoadEvidence};
 pub use deadline::{secs_and_ms, Deadline};
 pub use external::ExternalGuard;
 pub use facts::{

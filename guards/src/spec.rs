@@ -69,6 +69,17 @@ impl<E: Serialize> GuardSpec<E> {
     }
 }
 
+impl<E: DeserializeOwned> GuardSpec<E> {
+    /// The evidence of `result` (a result of this guard) read back as the
+    /// type its check wrote; `None` when it has none or another shape.
+    pub fn evidence(&self, result: &GuardResult) -> Option<E> {
+        match &result.evidence {
+            serde_json::Value::Null => None,
+            value => E::deserialize(value).ok(),
+        }
+    }
+}
+
 /// A `GuardSpec` whatever its evidence type: what the registry lists and
 /// the controller and the plan read.
 pub trait Spec: Sync {

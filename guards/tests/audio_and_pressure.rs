@@ -231,9 +231,31 @@ fn cpu_falls_back_to_load_average_per_cpu_without_psi() {
 
 #[test]
 fn the_real_machine_is_read_without_error() {
-    for v in [memory(&Roots::system()), cpu(&Roots::system())] {
+    let (memory, cpu) = (memory(&Roots::system()), cpu(&Roots::system()));
+    for v in [&memory, &cpu] {
         assert_ne!(v.outcome, Outcome::Error, "{}", v.reason);
     }
+    // Read, not waved through: at least one decided, and each names the
+    // figures it read from this machine's procfs.
+    assert!(
+        [&memory, &cpu]
+            .iter()
+            .any(|v| matches!(v.outcome, Outcome::Pass | Outcome::Fail)),
+        "both skipped: {} / {}",
+        memory.reason,
+        cpu.reason
+    );
+    assert!(
+        memory.evidence["total_mib"].as_u64().is_some_and(|t| t > 0),
+        "{}",
+        memory.evidence
+    );
+    let cpu_figure = match cpu.evidence["source"].as_str() {
+        Some("psi") => &cpu.evidence["pressure_avg10"],
+        Some("loadavg") => &cpu.evidence["load_per_cpu"],
+        _ => &serde_json::Value::Null,
+    };
+    assert!(cpu_figure.is_number(), "{}", cpu.evidence);
 }
 
 #[test]

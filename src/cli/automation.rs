@@ -1,35 +1,35 @@
-//! The two automatic commands, `mode idle-check` and `mode boot`: running
-//! them and turning their outcome into text, JSON and the exit code. The
-//! decisions themselves live in src/idle/ and src/controller/boot.rs.
+//! The two automatic commands, `mode idle-check` and `mode boot`: turning
+//! their outcome into text and JSON. The use cases live in
+//! src/controller/idle.rs and boot.rs, the idle decision in src/idle/.
 
 use std::fmt::Write;
 
 use crate::config::BootMode;
-use crate::controller::{self, BootOutcome, Context, Error};
-use crate::idle::{self, Decision, IdleCheck};
+use crate::controller::{self, BootOutcome, Context, Error, Exit, IdleCheck, IdleOptions};
+use crate::idle::{CpuPressure, Decision};
 use crate::systemd::Bus;
 
 use super::args::IdleCheckArgs;
-use super::{outcome_code, render, Output};
+use super::{render, Output};
 
 pub(super) async fn idle_check(
     ctx: &Context,
     bus: &Bus,
     args: &IdleCheckArgs,
 ) -> Result<Output, Error> {
-    let opts = idle::Options {
+    let opts = IdleOptions {
         threshold_secs: args.threshold,
         input_dir: args.input_dir.clone(),
         max_cpu_pressure: args.max_cpu_pressure,
         dry_run: args.dry_run,
     };
-    let (check, code) = idle::check(ctx, bus, &opts).await?;
+    let (check, exit) = controller::idle_check(ctx, bus, &opts).await?;
     let (text, error) = idle_text(&check, ctx);
     Ok(Output {
         text,
         json: serde_json::to_value(&check).unwrap_or_default(),
-        code,
-        error: if code == 0 { None } else { error },
+        exit,
+        error: if exit.is_success() { None } else { error },
     })
 }
 
@@ -73,11 +73,11 @@ fn idle_text(c: &IdleCheck, ctx: &Context) -> (String, Option<String>) {
         .and_then(|v| v["state"].as_str().map(str::to_string))
         .unwrap_or_default();
     let cpu = match &f.cpu_pressure {
-        idle::CpuPressure::Read { avg60 } => {
+        CpuPressure::Read { avg60 } => {
             format!("{avg60:.1}% (avg60, max {:.1}%)", f.max_cpu_pressure)
         }
-        idle::CpuPressure::Absent => "no PSI here".into(),
-        idle::CpuPressure::Unreadable { problem } => problem.clone(),
+        CpuPressure::Absent => "no PSI here".into(),
+        CpuPressure::Unreadable { problem } => problem.clone(),
     };
     let _ = writeln!(
         out,
@@ -94,8 +94,10 @@ fn idle_text(c: &IdleCheck, ctx: &Context) -> (String, Option<String>) {
         let (text, err) = render::transition(t, ctx.state.root());
         out.push_str(&text);
         error = err;
-    } else if c.acted {
-        error = c.note.clone();
+    }
+    if c.acted {
+        // The request's own line, where its record does not say it all.
+        error = c.note.clone().or(error);
     }
     (out, error)
 }
@@ -120,11 +122,11 @@ fn boot_output(b: &BootOutcome, ctx: &Context) -> Output {
         text.push_str(&t);
         error = e;
     }
-    let code = outcome_code(b.last().outcome);
+    let exit = Exit::of_outcome(b.last().outcome);
     Output {
         text,
         json: serde_json::to_value(b).unwrap_or_default(),
-        code,
-        error: if code == 0 { None } else { error },
+        exit,
+        error: if exit.is_success() { None } else { error },
     }
 }

@@ -1,6 +1,7 @@
-//! The `mode` command: picks the command, runs it on a current-thread tokio
-//! runtime, renders text or JSON, and maps every error to the contract's exit
-//! code with one line on stderr. No logic beyond choosing and formatting.
+//! The `mode` command: parses, dispatches the command once to the
+//! controller (on a current-thread tokio runtime where it needs the bus),
+//! renders text or JSON, and ends with the controller's `Exit` and one line
+//! on stderr. No logic beyond choosing and formatting.
 
 mod args;
 mod automation;
@@ -17,16 +18,15 @@ pub use args::Cli;
 use args::{Command, ConfigCommand};
 
 use crate::config;
-use crate::controller::requester::What;
-use crate::controller::{self, Context, Error, RequestOutcome};
-use crate::state::{StateDir, TransitionOutcome, TransitionRecord};
+use crate::controller::{self, Context, Error, Exit, RequestOutcome};
+use crate::state::TransitionRecord;
 use crate::systemd::Bus;
 
-/// What a command produced: text or a JSON value, and its exit code.
+/// What a command produced: text or a JSON value, and how it ends.
 struct Output {
     text: String,
     json: serde_json::Value,
-    code: u8,
+    exit: Exit,
     /// The one stderr line for a non-zero exit.
     error: Option<String>,
 }
@@ -36,17 +36,25 @@ impl Output {
         Self {
             text,
             json: serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
-            code: 0,
+            exit: Exit::Success,
             error: None,
         }
     }
-}
 
-fn outcome_code(outcome: TransitionOutcome) -> u8 {
-    match outcome {
-        TransitionOutcome::Converged | TransitionOutcome::Noop => 0,
-        TransitionOutcome::Refused => 3,
-        TransitionOutcome::Failed | TransitionOutcome::InProgress => 4,
+    /// Nothing on stdout: the command's output went out as it ran.
+    fn done() -> Self {
+        Self::ok(String::new(), &serde_json::Value::Null)
+    }
+
+    /// An error as the contract prints it: its line, and under `--json`
+    /// `{"error", "exit_code"}`.
+    fn failed(line: String, exit: Exit) -> Self {
+        Self {
+            text: String::new(),
+            json: serde_json::json!({"error": line, "exit_code": exit}),
+            exit,
+            error: Some(line),
+        }
     }
 }
 
@@ -55,13 +63,13 @@ fn transition_output(record: &TransitionRecord, ctx: &Context) -> Output {
     Output {
         text,
         json: serde_json::to_value(record).unwrap_or_default(),
-        code: outcome_code(record.outcome),
+        exit: Exit::of_outcome(record.outcome),
         error,
     }
 }
 
 /// A finished transition as output; one that ran but could not be fully
-/// recorded shows its outcome with the exit code of the write failure.
+/// recorded shows its outcome with the exit of the write failure.
 fn recorded(result: Result<TransitionRecord, Error>, ctx: &Context) -> Result<Output, Error> {
     match result {
         Ok(record) => Ok(transition_output(&record, ctx)),
@@ -70,7 +78,7 @@ fn recorded(result: Result<TransitionRecord, Error>, ctx: &Context) -> Result<Ou
                 return Err(e);
             };
             let mut out = transition_output(record, ctx);
-            out.code = e.exit_code();
+            out.exit = e.exit();
             out.error = Some(e.to_string());
             Ok(out)
         }
@@ -78,10 +86,9 @@ fn recorded(result: Result<TransitionRecord, Error>, ctx: &Context) -> Result<Ou
     }
 }
 
-/// What a request (or a reconcile asked of the unit) printed: the record of
-/// the transition that served it, or the sentence why there is none.
-/// `unit` is named in the hints.
-fn request_output(outcome: RequestOutcome, ctx: &Context, unit: &str) -> Output {
+/// A request as output: the transition that served it, ending as the
+/// request did (the controller says why wherever its record does not).
+fn request_output(outcome: RequestOutcome, ctx: &Context) -> Output {
     match outcome {
         RequestOutcome::Queued { unit, job } => Output::ok(
             format!("queued {unit} (job {job}); follow it with `mode status`\n"),
@@ -93,51 +100,18 @@ fn request_output(outcome: RequestOutcome, ctx: &Context, unit: &str) -> Output 
             why,
         } => {
             let mut out = transition_output(&r, ctx);
-            if exit != out.code || why.is_some() {
-                out.error = why.or(out.error).or_else(|| {
-                    Some(format!(
-                        "the transition to {} {}, but recording it failed: {}",
-                        r.to,
-                        r.outcome.word(),
-                        r.record_error
-                            .clone()
-                            .unwrap_or_else(|| format!("see `journalctl -u {unit}`"))
-                    ))
-                });
+            if exit != out.exit || why.is_some() {
+                out.error = why.or(out.error);
             }
-            out.code = exit;
+            out.exit = exit;
             out
         }
         RequestOutcome::Finished {
             record: None,
             exit,
             why,
-        } => {
-            let why = why.unwrap_or_else(|| {
-                format!("the transition unit exited with code {exit}; see `journalctl -u {unit}`")
-            });
-            Output {
-                text: String::new(),
-                json: serde_json::json!({"error": why, "exit_code": exit}),
-                code: if exit == 0 { 1 } else { exit },
-                error: Some(why),
-            }
-        }
+        } => Output::failed(why.unwrap_or_default(), exit),
     }
-}
-
-/// The unit a reconcile by this (unprivileged) user runs as, for hints.
-fn reconcile_unit() -> String {
-    controller::requester::Requester::caller().map_or_else(
-        |_| "mode-controller@reconcile:USER.service".into(),
-        |r| {
-            controller::requester::Instance {
-                what: What::Reconcile,
-                user: Some(r.name),
-            }
-            .unit()
-        },
-    )
 }
 
 fn nothing_to_reconcile() -> Output {
@@ -154,12 +128,29 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
 }
 
+/// `mode watch`: one line (or JSON document) a change, until the reader
+/// goes away (a status bar restarted) or the bus does.
+async fn watch(ctx: &Context, bus: &Bus, json: bool) -> Result<Output, Error> {
+    controller::watch(ctx, bus, async |s| {
+        let line = if json {
+            render::watch_json(s).to_string()
+        } else {
+            render::watch_line(s)
+        };
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+    })
+    .await?;
+    Ok(Output::done())
+}
+
+/// The commands that ask the bus, each dispatched to the controller once.
 async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
     let bus = Bus::connect().await?;
     ctx.fit_to_machine(&bus).await?;
     let ctx = &*ctx;
     let caller = format!("cli uid={}", nix::unistd::getuid());
-    match &cli.command {
+    Ok(match &cli.command {
         Command::Request {
             mode,
             no_wait,
@@ -168,122 +159,73 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
             let secs = timeout.unwrap_or(ctx.config.timeouts.request_secs);
             let outcome =
                 controller::request(ctx, &bus, *mode, !no_wait, Duration::from_secs(secs)).await?;
-            Ok(request_output(
-                outcome,
-                ctx,
-                &format!("mode-controller@{mode}.service"),
-            ))
+            request_output(outcome, ctx)
         }
-        Command::Apply { mode } => match (mode.what, &mode.user) {
-            (What::Mode(m), None) => recorded(controller::apply(ctx, &bus, m, &caller).await, ctx),
-            _ => match controller::apply_instance(ctx, &bus, mode, &caller).await {
-                Ok(Some(record)) => Ok(transition_output(&record, ctx)),
-                Err(e) => recorded(Err(e), ctx),
-                Ok(None) => Ok(nothing_to_reconcile()),
-            },
-        },
-        Command::IdleCheck(args) => automation::idle_check(ctx, &bus, args).await,
-        Command::Boot { boot_mode } => automation::boot(ctx, &bus, *boot_mode).await,
+        // An instance naming its requester (`MODE:USER`, `reconcile:USER`)
+        // is the unit serving someone's polkit-authorized request.
+        Command::Apply { mode } => {
+            match controller::apply_instance(ctx, &bus, mode, &caller).await {
+                Ok(Some(record)) => transition_output(&record, ctx),
+                Err(e) => recorded(Err(e), ctx)?,
+                Ok(None) => nothing_to_reconcile(),
+            }
+        }
+        Command::IdleCheck(args) => automation::idle_check(ctx, &bus, args).await?,
+        Command::Boot { boot_mode } => automation::boot(ctx, &bus, *boot_mode).await?,
         Command::Reconcile if !nix::unistd::getuid().is_root() => {
             let timeout = Duration::from_secs(ctx.config.timeouts.request_secs);
             match controller::reconcile_through_polkit(ctx, &bus, timeout).await? {
                 RequestOutcome::Finished {
                     record: None,
-                    exit: 0,
+                    exit: Exit::Success,
                     ..
-                } => Ok(nothing_to_reconcile()),
-                outcome => Ok(request_output(outcome, ctx, &reconcile_unit())),
+                } => nothing_to_reconcile(),
+                outcome => request_output(outcome, ctx),
             }
         }
         Command::Reconcile => match controller::reconcile(ctx, &bus).await {
-            Ok(Some(record)) => Ok(transition_output(&record, ctx)),
-            Err(e) => recorded(Err(e), ctx),
-            Ok(None) => Ok(nothing_to_reconcile()),
+            Ok(Some(record)) => transition_output(&record, ctx),
+            Err(e) => recorded(Err(e), ctx)?,
+            Ok(None) => nothing_to_reconcile(),
         },
         Command::Status => {
             let s = controller::status(ctx, &bus).await?;
             let mut out = Output::ok(render::status(&s), &s);
-            if let Some(first) = s.problems.first() {
-                out.code = 7;
-                out.error = Some(format!(
-                    "{first}; `sudo mode reconcile` or a new request rewrites it"
-                ));
-            }
-            Ok(out)
+            (out.exit, out.error) = s.exit();
+            out
         }
         Command::WayBack => {
-            crate::idle::wayback::run::way_back(ctx, &bus).await?;
-            Ok(Output::ok(String::new(), &serde_json::Value::Null))
+            controller::way_back(ctx, &bus).await?;
+            Output::done()
         }
-        Command::Watch => {
-            let json = cli.json;
-            controller::watch(ctx, &bus, async |s| {
-                let line = if json {
-                    render::watch_json(s).to_string()
-                } else {
-                    render::watch_line(s)
-                };
-                let mut out = std::io::stdout().lock();
-                // A reader that went away (a status bar restarted) ends the watch.
-                writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
-            })
-            .await?;
-            Ok(Output::ok(String::new(), &serde_json::Value::Null))
-        }
+        Command::Watch => watch(ctx, &bus, cli.json).await?,
         Command::Notify => {
-            let mut notifier = crate::systemd::Notifier::connect().await?;
-            let mut last: Option<controller::Snapshot> = None;
-            let mut failure = None;
-            controller::watch(ctx, &bus, async |s| {
-                let news = last.as_ref().and_then(|l| controller::news(l, s));
-                last = Some(s.clone());
-                let Some((summary, body, urgent)) = news else {
-                    return true;
-                };
-                // The notification service gone (the session ending) ends this too.
-                match notifier.notify(&summary, &body, urgent).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        failure = Some(e);
-                        false
-                    }
-                }
-            })
-            .await?;
-            match failure {
-                Some(e) => Err(e.into()),
-                None => Ok(Output::ok(String::new(), &serde_json::Value::Null)),
-            }
+            controller::notify(ctx, &bus).await?;
+            Output::done()
         }
         Command::Current => {
-            let lock = ctx.state.lock_holder();
-            let recorded = ctx.state.current().unwrap_or(None);
-            let o = ctx.observe(&bus, lock.as_ref(), recorded).await?;
-            Ok(Output::ok(format!("{}\n", o.mode), &o))
+            let o = controller::current(ctx, &bus).await?;
+            Output::ok(format!("{}\n", o.mode), &o)
         }
         Command::DryRun { mode } => {
             let d = controller::dry_run(ctx, &bus, *mode).await?;
-            Ok(Output::ok(render::dry_run(&d), &d))
+            Output::ok(render::dry_run(&d), &d)
         }
         Command::Explain { mode } => {
-            let lock = ctx.state.lock_holder();
-            let recorded = ctx.state.current().unwrap_or(None);
-            let o = ctx.observe(&bus, lock.as_ref(), recorded).await?;
-            let dry = match mode {
-                Some(m) => Some(controller::dry_run(ctx, &bus, *m).await?),
-                None => None,
-            };
-            let text = render::explain(&o, dry.as_ref());
-            Ok(Output::ok(
+            let e = controller::explain(ctx, &bus, *mode).await?;
+            let text = render::explain(&e.observed, e.dry_run.as_ref());
+            Output::ok(
                 text.clone(),
-                &serde_json::json!({"explanation": text, "observed": o, "dry_run": dry}),
-            ))
+                &serde_json::json!({"explanation": text, "observed": e.observed, "dry_run": e.dry_run}),
+            )
         }
         Command::Desired
         | Command::Config(_)
         | Command::Completions { .. }
-        | Command::Manpage { .. } => Err(Error::Internal("this command needs no bus".into())),
-    }
+        | Command::Manpage { .. } => {
+            return Err(Error::Internal("this command needs no bus".into()))
+        }
+    })
 }
 
 /// Commands that need neither the bus nor a runtime.
@@ -389,17 +331,7 @@ fn execute(cli: &Cli) -> Result<Output, Error> {
         Command::Config(_) | Command::Completions { .. } | Command::Manpage { .. }
     );
     let ctx = if needs_config {
-        let config = config::load(&cli.config)?;
-        // The desired mode is also kept next to the audit log
-        // (/var/lib/mode-controller), for the boot policy "last".
-        let kept = config.audit_log.parent().map_or_else(
-            || std::path::PathBuf::from("/var/lib/mode-controller"),
-            |d| d.to_path_buf(),
-        );
-        Some(Context::new(
-            config,
-            StateDir::new(&cli.state_dir).keeping_desired_in(kept),
-        ))
+        Some(Context::open(config::load(&cli.config)?, &cli.state_dir))
     } else {
         None
     };
@@ -431,14 +363,22 @@ fn usage_error(e: clap::Error) -> ExitCode {
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
         let _ = e.print();
-        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        return if e.use_stderr() {
+            Exit::Usage
+        } else {
+            Exit::Success
+        }
+        .into();
     }
     let line = usage_line(&e.render().to_string());
     if std::env::args().any(|a| a == "--json") {
-        println!("{}", serde_json::json!({"error": line, "exit_code": 2}));
+        println!(
+            "{}",
+            serde_json::json!({"error": line, "exit_code": Exit::Usage})
+        );
     }
     eprintln!("mode: {line}");
-    ExitCode::from(2)
+    Exit::Usage.into()
 }
 
 /// clap's several lines, as one: what is wrong, then where to look.
@@ -460,15 +400,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    let out = execute(&cli).unwrap_or_else(|e| {
-        let line = e.to_string();
-        Output {
-            text: String::new(),
-            json: serde_json::json!({"error": line, "exit_code": e.exit_code()}),
-            code: e.exit_code(),
-            error: Some(line),
-        }
-    });
+    let out = execute(&cli).unwrap_or_else(|e| Output::failed(e.to_string(), e.exit()));
     let mut stdout = std::io::stdout().lock();
     let _ = if cli.json {
         writeln!(
@@ -479,9 +411,9 @@ pub fn main() -> ExitCode {
     } else {
         stdout.write_all(out.text.as_bytes())
     };
-    if out.code != 0 {
-        let line = out.error.unwrap_or_else(|| format!("exit {}", out.code));
+    if !out.exit.is_success() {
+        let line = out.error.unwrap_or_else(|| format!("exit {}", out.exit));
         eprintln!("mode: {line}");
     }
-    ExitCode::from(out.code)
+    out.exit.into()
 }

@@ -2,6 +2,7 @@
 //! the vLLM drain timeout and what an unreadable queue means, the policy for user jobs in `ai.slice`
 //! (refuse, checkpoint, or wait), per target mode.
 
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 /// What happens to user jobs in `ai.slice` when the machine leaves compute.
@@ -45,24 +46,23 @@ pub enum CheckpointSignal {
 }
 
 impl CheckpointSignal {
-    pub fn number(self) -> i32 {
+    /// The signal as the syscall crate knows it (number and name).
+    fn signal(self) -> Signal {
         match self {
-            CheckpointSignal::Term => 15,
-            CheckpointSignal::Int => 2,
-            CheckpointSignal::Usr1 => 10,
-            CheckpointSignal::Usr2 => 12,
-            CheckpointSignal::Hup => 1,
+            CheckpointSignal::Term => Signal::SIGTERM,
+            CheckpointSignal::Int => Signal::SIGINT,
+            CheckpointSignal::Usr1 => Signal::SIGUSR1,
+            CheckpointSignal::Usr2 => Signal::SIGUSR2,
+            CheckpointSignal::Hup => Signal::SIGHUP,
         }
     }
 
+    pub fn number(self) -> i32 {
+        self.signal() as i32
+    }
+
     pub fn name(self) -> &'static str {
-        match self {
-            CheckpointSignal::Term => "SIGTERM",
-            CheckpointSignal::Int => "SIGINT",
-            CheckpointSignal::Usr1 => "SIGUSR1",
-            CheckpointSignal::Usr2 => "SIGUSR2",
-            CheckpointSignal::Hup => "SIGHUP",
-        }
+        self.signal().as_str()
     }
 }
 

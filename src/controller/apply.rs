@@ -4,7 +4,7 @@
 
 use tracing::{info, warn};
 
-use crate::clock::{transition_id, Stamp};
+use crate::clock::{transition_id, Began, Stamp};
 use crate::mode::{Mode, ObservedMode};
 use crate::observe::Observation;
 use crate::plan::{plan, plan_clearing, with_missing_starts, Step};
@@ -151,8 +151,8 @@ async fn apply_for(
     caller: Caller<'_>,
 ) -> Result<TransitionRecord, Error> {
     ctx.state.ensure()?;
-    let started = Stamp::now();
-    let id = transition_id(started);
+    let started = Began::now();
+    let id = transition_id(started.at);
     let _lock = if std::env::var("MODE_REQUESTED_BY").as_deref() == Ok("unit") {
         lock_waiting(ctx, &id).await?
     } else {
@@ -185,7 +185,7 @@ async fn transition(
     bus: &Bus,
     to: Mode,
     caller: Caller<'_>,
-    started: Stamp,
+    started: Began,
     id: String,
 ) -> Result<TransitionRecord, Error> {
     test_pause(&ctx.state, "locked");
@@ -215,7 +215,7 @@ async fn transition(
         from: before.mode.word().to_string(),
         to: to.word().to_string(),
         requested_by,
-        started_at: started.rfc3339(),
+        started_at: started.at.rfc3339(),
         finished_at: String::new(),
         duration_ms: 0,
         outcome: TransitionOutcome::Noop,
@@ -434,11 +434,10 @@ fn finish(
     ctx: &Context,
     mut record: TransitionRecord,
     current: ObservedMode,
-    started: Stamp,
+    started: Began,
 ) -> Result<TransitionRecord, Error> {
-    let finished = Stamp::now();
-    record.finished_at = finished.rfc3339();
-    record.duration_ms = finished.millis_since(started);
+    record.finished_at = Stamp::now().rfc3339();
+    record.duration_ms = started.elapsed_ms();
     info!(
         transition = %record.id,
         from = %record.from,
@@ -514,8 +513,8 @@ async fn reconcile_for(
     caller: Caller<'_>,
 ) -> Result<Option<TransitionRecord>, Error> {
     ctx.state.ensure()?;
-    let started = Stamp::now();
-    let id = transition_id(started);
+    let started = Began::now();
+    let id = transition_id(started.at);
     let _lock = ctx.state.lock(&id)?;
     let interrupted = complete_interrupted(ctx);
     repair_unreadable(ctx)?;

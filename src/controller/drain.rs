@@ -1,7 +1,8 @@
 //! The drain ladder when leaving compute: vLLM paused (no new request
 //! starts) and its running requests finished (or the drain timeout
 //! recorded) before it stops, resumed on a rollback, and every user job in `ai.slice`
-//! handled by the mode's policy, each named with what happened to it.
+//! handled by the mode's policy, each named with what happened to it. The
+//! HTTP calls to vLLM block, so they run on the blocking pool.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use mode_guards::probe::http::{self, HttpError, HttpUrl};
 use mode_guards::{Deadline, Facts, Outcome, QueueWait, SliceUnit, VllmDrainable, VllmSettings};
 
 use crate::config::{Drain, JobPolicy, UnreadablePolicy};
+use crate::mode::Mode;
 use crate::state::{JobOutcome, JobRecord};
 use crate::systemd::{Bus, JobKind};
 
@@ -53,10 +55,11 @@ pub async fn drain_vllm(
     ctx: &Context,
     bus: &Bus,
     unit: &str,
+    to: Mode,
     timeout_secs: u64,
     unreadable: UnreadablePolicy,
 ) -> Result<Drained, String> {
-    let mut facts = Facts::new("drain");
+    let mut facts = Facts::new(to.word());
     facts.unit_states = bus
         .unit_states(&[unit.to_string()])
         .await
@@ -93,12 +96,19 @@ pub async fn drain_vllm(
         ..ctx.config.guard_settings.vllm.clone()
     };
     let interval = Duration::from_millis(settings.scrape_interval_ms);
-    let drainer = VllmDrainable::new(&settings);
+    let scrape = |base: &HttpUrl| {
+        let (base, settings) = (base.clone(), settings.clone());
+        off_thread(move || VllmDrainable::new(&settings).scrape(&base))
+    };
     let left = || deadline.left();
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let pause = match pause(&base, left()) {
+        let paused = off_thread({
+            let (base, left) = (base.clone(), left());
+            move || pause(&base, left)
+        });
+        let pause = match paused.await? {
             Ok(p) => p,
             // Nothing listens (the model is still loading, or the server
             // died): no client can have a request in flight to it.
@@ -121,11 +131,15 @@ pub async fn drain_vllm(
                 })
             }
             Pause::NotOffered => {
-                let open = VllmDrainable::new(&VllmSettings {
-                    drain_wait_secs: left().as_secs(),
-                    ..settings.clone()
+                let open = off_thread({
+                    let waiting = VllmSettings {
+                        drain_wait_secs: left().as_secs(),
+                        ..settings.clone()
+                    };
+                    let facts = facts.clone();
+                    move || VllmDrainable::new(&waiting).wait(&facts, QueueWait::RunningAndWaiting)
                 })
-                .wait(&facts, QueueWait::RunningAndWaiting);
+                .await?;
                 let words = "not paused: the server offers no /pause (start it with VLLM_SERVER_DEV_MODE=1), so it took new requests during the drain";
                 return match open.outcome {
                     Outcome::Pass | Outcome::Skipped => Ok(Drained {
@@ -148,12 +162,12 @@ pub async fn drain_vllm(
             }
         }
         // Paused, and what ran is done: the queue must be empty on two scrapes.
-        let first = match drainer.scrape(&base) {
+        let first = match scrape(&base).await? {
             Ok(q) => q,
             Err(e) => return cannot_read(e),
         };
         tokio::time::sleep(interval).await;
-        let second = match drainer.scrape(&base) {
+        let second = match scrape(&base).await? {
             Ok(q) => q,
             Err(e) => return cannot_read(e),
         };
@@ -179,12 +193,16 @@ pub async fn drain_vllm(
         }
         // Requests queued before the pause never run while it is paused:
         // let them start, then close the door again.
-        if let Err(e) = resume(&base, &settings) {
+        let resumed = off_thread({
+            let (base, settings) = (base.clone(), settings.clone());
+            move || resume(&base, &settings)
+        });
+        if let Err(e) = resumed.await? {
             return cannot_read(e);
         }
         loop {
             tokio::time::sleep(interval).await;
-            match drainer.scrape(&base) {
+            match scrape(&base).await? {
                 Ok(q) if q.waiting == 0.0 => break,
                 Ok(_) if left().is_zero() => break,
                 Ok(_) => {}
@@ -192,6 +210,16 @@ pub async fn drain_vllm(
             }
         }
     }
+}
+
+/// Blocking work (HTTP to vLLM, the queue wait's polling sleeps) on the
+/// blocking pool, off the runtime's only thread.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("the drain's worker stopped: {e}"))
 }
 
 enum PauseError {

@@ -20,7 +20,7 @@ use crate::systemd::Bus;
 
 use super::{Context, Error};
 
-fn roots(ctx: &Context) -> Roots {
+pub(super) fn roots(ctx: &Context) -> Roots {
     Roots::system_with_state_dir(ctx.state.root())
 }
 
@@ -154,13 +154,33 @@ pub async fn evaluate(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<GuardRepo
         }
     }
     let facts = gather(ctx, bus, plan).await?;
-    let mut guards = evaluate_all(runnable, Arc::new(facts));
+    let mut guards = off_thread(runnable, facts).await;
     guards.extend(missing);
     Ok(GuardReport {
         evaluated_at: Stamp::now().rfc3339(),
         target: plan.to.word().to_string(),
         guards,
     })
+}
+
+/// Run `guards` against `facts` on the blocking pool: they read procfs and
+/// sysfs and wait out their timeouts, which the runtime's only thread must
+/// not. A pool that cannot run them reports each as an error.
+async fn off_thread(guards: Vec<(Arc<dyn Guard>, Severity)>, facts: Facts) -> Vec<GuardResult> {
+    let names: Vec<(String, Severity)> = guards
+        .iter()
+        .map(|(g, s)| (g.name().to_string(), *s))
+        .collect();
+    match tokio::task::spawn_blocking(move || evaluate_all(guards, Arc::new(facts))).await {
+        Ok(results) => results,
+        Err(e) => names
+            .into_iter()
+            .map(|(name, severity)| GuardResult {
+                reason: format!("the guard evaluation did not finish: {e}"),
+                ..unavailable(&name, severity)
+            })
+            .collect(),
+    }
 }
 
 /// `vllm_drainable` for the vLLM units this plan drains (with profiles,
@@ -186,24 +206,27 @@ fn vllm_drainable(ctx: &Context, plan: &Plan) -> Arc<dyn Guard> {
 /// Whether the display GPU is held now, checked once (for drift in
 /// compute): the holders in one sentence, or `None` when it is free or
 /// cannot be checked (no GPU, or not root).
-pub fn display_gpu_holders(ctx: &Context) -> Option<String> {
+pub async fn display_gpu_holders(ctx: &Context) -> Option<String> {
     let settings = &ctx.config.guard_settings;
     let guard = GPU_DISPLAY_RELEASED.build(settings, &roots(ctx));
-    let result = evaluate_all(
+    let result = off_thread(
         vec![(guard, Severity::Hard)],
-        Arc::new(Facts::new("compute")),
+        Facts::new(Mode::Compute.word()),
     )
+    .await
     .pop()?;
     (result.outcome == Outcome::Fail).then_some(result.reason)
 }
 
-/// A plan's post-teardown check: the named guard, evaluated as hard, in the
-/// form its spec gives for after teardown (the display GPU's release polls).
-pub fn verify(ctx: &Context, guard: &str) -> GuardResult {
+/// A plan's post-teardown check on the way to `to`: the named guard,
+/// evaluated as hard, in the form its spec gives for after teardown (the
+/// display GPU's release polls).
+pub async fn verify(ctx: &Context, guard: &str, to: Mode) -> GuardResult {
     let settings = &ctx.config.guard_settings;
     let check = spec(guard).map(|s| s.build_after_teardown(settings, &roots(ctx)));
     match check {
-        Some(g) => evaluate_all(vec![(g, Severity::Hard)], Arc::new(Facts::new(guard)))
+        Some(g) => off_thread(vec![(g, Severity::Hard)], Facts::new(to.word()))
+            .await
             .pop()
             .unwrap_or_else(|| unavailable(guard, Severity::Hard)),
         None => unavailable(guard, Severity::Hard),

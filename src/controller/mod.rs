@@ -1,12 +1,15 @@
-//! Runs the flow of a transition (apply, request, reconcile) and answers the
-//! queries (status, dry-run, explain) on top of the layers below: observe,
-//! plan, guards, systemd, state, config. Owns the one error type that the
-//! CLI maps to exit codes.
+//! Runs the flow of a transition (apply, request, reconcile), the automatic
+//! use cases (boot, idle-check, way-back) and answers the queries (status,
+//! current, dry-run, explain) on top of the layers below: observe,
+//! plan, guards, systemd, state, config. Owns the one error type, and
+//! (in exit.rs) the contract's exit codes it and every outcome map to.
 
 mod apply;
 mod boot;
 mod drain;
 mod evaluate;
+mod exit;
+mod idle;
 mod integrate;
 mod query;
 mod request;
@@ -14,6 +17,9 @@ pub mod requester;
 mod settle;
 mod steps;
 mod watch;
+mod way_back;
+
+use std::path::{Path, PathBuf};
 
 use mode_guards::UnitState;
 
@@ -24,11 +30,14 @@ use crate::observe::{classify, drift, DriftFacts, Observation};
 use crate::state::{LockHolder, StateDir, StateError};
 use crate::systemd::{Bus, SystemdError};
 
-pub use apply::{apply, apply_instance, reconcile};
+pub use apply::{apply_instance, reconcile};
 pub use boot::{boot, boot_mode, BootOutcome};
-pub use query::{desired_mode, dry_run, status, DryRun, Status};
-pub use request::{reconcile_through_polkit, request, request_as, RequestOutcome};
-pub use watch::{news, watch, Snapshot};
+pub use exit::Exit;
+pub use idle::{idle_check, IdleCheck, IdleOptions};
+pub use query::{current, desired_mode, dry_run, explain, status, DryRun, Status};
+pub use request::{reconcile_through_polkit, request, RequestOutcome};
+pub use watch::{notify, watch, Snapshot};
+pub use way_back::way_back;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,7 +55,7 @@ pub enum Error {
     Internal(String),
     /// The transition ran (its outcome is in the record) but writing a
     /// state file or the audit log afterwards failed.
-    #[error("the transition to {} {}, but recording it failed: {error}", record.to, record.outcome.word())]
+    #[error("{}", exit::unrecorded(record, &error.to_string()))]
     Unrecorded {
         record: Box<crate::state::TransitionRecord>,
         error: StateError,
@@ -55,26 +64,8 @@ pub enum Error {
 
 impl Error {
     /// The contract's exit code for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Config(_) => 7,
-            Error::State(StateError::Busy(_)) => 5,
-            Error::State(StateError::Corrupt { .. } | StateError::Refused { .. }) => 7,
-            Error::State(e) if e.is_environment() => 7,
-            // Recording a finished transition is the machine's problem
-            // (disk, permissions, something in the way): always 7.
-            Error::Unrecorded { .. } => 7,
-            Error::State(StateError::Io { .. }) => 1,
-            Error::Systemd(
-                SystemdError::NotInit
-                | SystemdError::Unreachable(_)
-                | SystemdError::NotInstalled { .. },
-            ) => 7,
-            Error::Systemd(_) => 1,
-            Error::NotPermitted(_) => 6,
-            Error::TimedOut(_) => 8,
-            Error::Internal(_) => 1,
-        }
+    pub fn exit(&self) -> Exit {
+        Exit::of_error(self)
     }
 }
 
@@ -89,6 +80,17 @@ pub struct Context {
 }
 
 impl Context {
+    /// A command's context: `config`, and the state directory at
+    /// `state_root` that also keeps the desired mode next to the audit log
+    /// (/var/lib/mode-controller), for the boot policy "last".
+    pub fn open(config: Config, state_root: &Path) -> Self {
+        let kept = config.audit_log.parent().map_or_else(
+            || PathBuf::from("/var/lib/mode-controller"),
+            Path::to_path_buf,
+        );
+        Self::new(config, StateDir::new(state_root).keeping_desired_in(kept))
+    }
+
     pub fn new(config: Config, state: StateDir) -> Self {
         let display_manager = (config.display_manager != DisplayManager::None).then(|| UnitState {
             unit: DISPLAY_MANAGER.into(),

@@ -1,6 +1,7 @@
-//! The read-only commands: `status`, `desired`, `dry-run` (and the data
-//! `explain` turns into prose). Anyone may run them; corrupt state files are
-//! reported as problems next to everything that could still be read.
+//! The read-only commands: `status`, `current`, `desired`, `dry-run` (and
+//! the data `explain` turns into prose). Anyone may run them; corrupt state
+//! files are reported as problems next to everything that could still be
+//! read, and make status end with the environment's exit code.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ use crate::state::{LockHolder, TransitionOutcome, TransitionRecord};
 use crate::systemd::Bus;
 
 use super::evaluate::evaluate;
-use super::{Context, Error};
+use super::{Context, Error, Exit};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -73,13 +74,55 @@ pub fn desired_mode(ctx: &Context) -> Result<(Mode, &'static str), Error> {
     })
 }
 
+impl Status {
+    /// How `mode status` ends: a state file that could not be read (or a
+    /// transition interrupted) is the machine's problem, exit 7, with the
+    /// first of them as the line.
+    pub fn exit(&self) -> (Exit, Option<String>) {
+        match self.problems.first() {
+            Some(first) => (
+                Exit::Environment,
+                Some(format!(
+                    "{first}; `sudo mode reconcile` or a new request rewrites it"
+                )),
+            ),
+            None => (Exit::Success, None),
+        }
+    }
+}
+
+/// The live classification, with the lock and the recorded mode as the
+/// machine has them now (`mode current`).
+pub async fn current(ctx: &Context, bus: &Bus) -> Result<Observation, Error> {
+    let lock = ctx.state.lock_holder();
+    let recorded = ctx.state.current().unwrap_or(None);
+    ctx.observe(bus, lock.as_ref(), recorded).await
+}
+
+/// What `mode explain [MODE]` puts into prose.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub observed: Observation,
+    /// What a transition to MODE would do, when one was named.
+    pub dry_run: Option<DryRun>,
+}
+
+pub async fn explain(ctx: &Context, bus: &Bus, to: Option<Mode>) -> Result<Explanation, Error> {
+    let observed = current(ctx, bus).await?;
+    let dry_run = match to {
+        Some(m) => Some(dry_run(ctx, bus, m).await?),
+        None => None,
+    };
+    Ok(Explanation { observed, dry_run })
+}
+
 pub async fn status(ctx: &Context, bus: &Bus) -> Result<Status, Error> {
     let mut problems = Vec::new();
     let lock = ctx.state.lock_holder();
     let current = keep(&mut problems, ctx.state.current());
     let mut observed = ctx.observe(bus, lock.as_ref(), current).await?;
     if observed.mode == ObservedMode::Compute {
-        if let Some(holders) = super::evaluate::display_gpu_holders(ctx) {
+        if let Some(holders) = super::evaluate::display_gpu_holders(ctx).await {
             observed.drift.push(Drift {
                 kind: "gpu-holder",
                 unit: None,

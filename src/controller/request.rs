@@ -12,19 +12,21 @@ use crate::mode::Mode;
 use crate::state::{audit_find, StateError, TransitionOutcome, TransitionRecord};
 use crate::systemd::{Bus, JobKind, ServiceEnd, SystemdError};
 
+use super::exit::{journal_hint, unrecorded};
 use super::requester::{self, Instance, Requester, What};
-use super::{Context, Error};
+use super::{Context, Error, Exit};
 
 /// How a request ended.
 #[derive(Debug)]
 pub enum RequestOutcome {
     /// `--no-wait`: the job is queued.
     Queued { unit: String, job: u32 },
-    /// The transition ran; `exit` is the contract code for how it ended,
-    /// `why` the sentence when no record tells it.
+    /// The transition ran; `exit` is how the request ends, `why` the
+    /// line for it where the record's own outcome does not say it (always
+    /// there when no record was found).
     Finished {
         record: Option<Box<TransitionRecord>>,
-        exit: u8,
+        exit: Exit,
         why: Option<String>,
     },
 }
@@ -149,10 +151,12 @@ async fn run_unit(
             .unwrap_or_else(|| "no reason given".into());
         return Ok(RequestOutcome::Finished {
             record: None,
-            exit: 7,
+            exit: Exit::Environment,
             why: Some(format!(
-                "systemd did not run {unit} (job {}: {}; the unit's last {why}); see `journalctl -u {unit}`",
-                job.id, job.result
+                "systemd did not run {unit} (job {}: {}; the unit's last {why}); {}",
+                job.id,
+                job.result,
+                journal_hint(&unit)
             )),
         });
     }
@@ -175,12 +179,12 @@ async fn run_unit(
         // nothing (and its unit, ended well, is unloaded: no exit status).
         return Ok(RequestOutcome::Finished {
             record: None,
-            exit: 0,
+            exit: Exit::Success,
             why: None,
         });
     }
     let (exit, mut why) = served_code(&unit, record.as_ref(), &end);
-    if record.is_none() && exit == 7 {
+    if record.is_none() && exit == Exit::Environment {
         // It stopped before recording anything: say what was in its way.
         if let Some(e) = ctx.state.obstacle() {
             why = Some(format!(
@@ -188,11 +192,47 @@ async fn run_unit(
             ));
         }
     }
-    Ok(RequestOutcome::Finished {
+    Ok(finished(&unit, record, exit, why))
+}
+
+/// The request's end, with the line that says it wherever the record's
+/// outcome alone does not: a converged transition that could not be
+/// recorded, or no record at all (never a success then).
+fn finished(
+    unit: &str,
+    record: Option<TransitionRecord>,
+    exit: Exit,
+    why: Option<String>,
+) -> RequestOutcome {
+    let (exit, why) = match &record {
+        Some(r)
+            if why.is_none()
+                && exit != Exit::of_outcome(r.outcome)
+                && Exit::of_outcome(r.outcome).is_success() =>
+        {
+            let cause = r.record_error.clone().unwrap_or_else(|| journal_hint(unit));
+            (exit, Some(unrecorded(r, &cause)))
+        }
+        Some(_) => (exit, why),
+        None => (
+            if exit.is_success() {
+                Exit::Internal
+            } else {
+                exit
+            },
+            Some(why.unwrap_or_else(|| {
+                format!(
+                    "the transition unit exited with code {exit}; {}",
+                    journal_hint(unit)
+                )
+            })),
+        ),
+    };
+    RequestOutcome::Finished {
         record: record.map(Box::new),
         exit,
         why,
-    })
+    }
 }
 
 /// When this boot began (now less the uptime), a little early to be safe.
@@ -208,19 +248,19 @@ fn boot_stamp() -> Stamp {
     )
 }
 
-/// The exit code of a request served by the run that wrote `record` (if
-/// any), given how the unit ended.
+/// The exit of a request served by the run that wrote `record` (if any),
+/// given how the unit ended.
 fn served_code(
     unit: &str,
     record: Option<&TransitionRecord>,
     end: &ServiceEnd,
-) -> (u8, Option<String>) {
+) -> (Exit, Option<String>) {
     match record {
         // Its run ended before the end of the transition: how it ended.
-        Some(r) if r.outcome == TransitionOutcome::InProgress => match unit_end_code(unit, end) {
-            (code, Some(why)) if end.settled && code != 0 => (code, Some(why)),
+        Some(r) if r.outcome == TransitionOutcome::InProgress => match Exit::of_unit_end(unit, end) {
+            (exit, Some(why)) if end.settled && !exit.is_success() => (exit, Some(why)),
             _ => (
-                4,
+                Exit::Failed,
                 Some(format!(
                     "{unit} ended before its transition {} finished; `sudo mode reconcile` completes it",
                     r.id
@@ -228,23 +268,24 @@ fn served_code(
             ),
         },
         // The machine switched but a state file could not be written.
-        Some(r) if r.record_error.is_some() => (7, None),
-        Some(r) => (outcome_code(r.outcome), None),
+        Some(r) if r.record_error.is_some() => (Exit::Environment, None),
+        Some(r) => (Exit::of_outcome(r.outcome), None),
         None if !end.settled => (
-            1,
+            Exit::Internal,
             Some(format!(
                 "{unit} ran again before its result could be read; see `mode status`"
             )),
         ),
-        None => match unit_end_code(unit, end) {
-            (0, _) => (
-                1,
+        None => match Exit::of_unit_end(unit, end) {
+            (Exit::Success, _) => (
+                Exit::Internal,
                 Some(format!(
-                    "{unit} exited with code 0 without recording a transition; see `journalctl -u {unit}`"
+                    "{unit} exited with code 0 without recording a transition; {}",
+                    journal_hint(unit)
                 )),
             ),
-            (5, None) => (
-                5,
+            (Exit::Busy, None) => (
+                Exit::Busy,
                 Some(
                     "busy: another transition held the lock; try again when `mode status` no longer shows it"
                         .into(),
@@ -252,114 +293,6 @@ fn served_code(
             ),
             other => other,
         },
-    }
-}
-
-fn outcome_code(o: TransitionOutcome) -> u8 {
-    match o {
-        TransitionOutcome::Converged | TransitionOutcome::Noop => 0,
-        TransitionOutcome::Refused => 3,
-        TransitionOutcome::Failed | TransitionOutcome::InProgress => 4,
-    }
-}
-
-/// Every way the unit can end, as a contract code and (where the code
-/// alone does not say it) one sentence.
-pub fn unit_end_code(unit: &str, end: &ServiceEnd) -> (u8, Option<String>) {
-    let journal = format!("see `journalctl -u {unit}`");
-    match (end.code, end.status) {
-        // Exited: `mode apply`'s own codes pass through.
-        (1, s @ 0..=8) => (s as u8, None),
-        (1, 101) => (
-            1,
-            Some(format!(
-                "{unit} crashed (a panic, exit 101): a bug; {journal}; `mode status` shows how far it got and `sudo mode reconcile` completes it"
-            )),
-        ),
-        (1, s @ 200..=243) => (
-            7,
-            Some(format!(
-                "systemd could not run {unit} (exit {s}, {}); {journal}",
-                exec_failure(s)
-            )),
-        ),
-        (1, s) => (
-            1,
-            Some(format!("{unit} exited with unexpected code {s}; {journal}")),
-        ),
-        (2 | 3, sig) => {
-            let name = nix::sys::signal::Signal::try_from(sig)
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|_| format!("signal {sig}"));
-            let how = if end.result == "timeout" {
-                format!("ran past its TimeoutStartSec and was killed ({name})")
-            } else {
-                format!("was killed by {name}")
-            };
-            (
-                4,
-                Some(format!(
-                    "{unit} {how} mid-transition; no rollback ran: `mode status` shows how far it got, `sudo mode reconcile` completes it"
-                )),
-            )
-        }
-        _ => (
-            1,
-            Some(format!(
-                "{unit} ended without running (result {}); {journal}",
-                end.result
-            )),
-        ),
-    }
-}
-
-/// systemd's own exit codes for a service it could not start (systemd.exec(5)).
-fn exec_failure(status: i32) -> &'static str {
-    match status {
-        200 => "CHDIR",
-        201 => "NICE",
-        202 => "FDS",
-        203 => "EXEC: the binary is missing or not executable",
-        204 => "MEMORY",
-        205 => "LIMITS",
-        206 => "OOM_ADJUST",
-        207 => "SIGNAL_MASK",
-        208 => "STDIN",
-        209 => "STDOUT",
-        210 => "CHROOT",
-        211 => "IOPRIO",
-        212 => "TIMERSLACK",
-        213 => "SECUREBITS",
-        214 => "SETSCHEDULER",
-        215 => "CPUAFFINITY",
-        216 => "GROUP",
-        217 => "USER",
-        218 => "CAPABILITIES",
-        219 => "CGROUP",
-        220 => "SETSID",
-        221 => "CONFIRM",
-        222 => "STDERR",
-        224 => "PAM",
-        225 => "NETWORK",
-        226 => "NAMESPACE: a sandboxing option failed",
-        227 => "NO_NEW_PRIVILEGES",
-        228 => "SECCOMP",
-        229 => "SELINUX_CONTEXT",
-        230 => "PERSONALITY",
-        231 => "APPARMOR_PROFILE",
-        232 => "ADDRESS_FAMILIES",
-        233 => "RUNTIME_DIRECTORY: the state directory could not be set up",
-        234 => "CHOWN",
-        235 => "SMACK_PROCESS_LABEL",
-        236 => "KEYRING",
-        237 => "STATE_DIRECTORY",
-        238 => "CACHE_DIRECTORY",
-        239 => "LOGS_DIRECTORY",
-        240 => "CONFIGURATION_DIRECTORY",
-        241 => "NUMA_POLICY",
-        242 => "CREDENTIALS",
-        243 => "BPF",
-        _ => "a setup step failed",
     }
 }
 
@@ -379,30 +312,6 @@ mod tests {
 
     const UNIT: &str = "mode-controller@compute.service";
 
-    #[test]
-    fn every_way_the_unit_ends_is_a_contract_code_with_one_sentence() {
-        for (e, want, words) in [
-            (end(2, 9, "signal"), 4, "killed by SIGKILL"),
-            (end(3, 6, "core-dump"), 4, "killed by SIGABRT"),
-            (end(2, 15, "timeout"), 4, "TimeoutStartSec"),
-            (end(1, 101, "exit-code"), 1, "panic"),
-            (end(1, 233, "exit-code"), 7, "RUNTIME_DIRECTORY"),
-            (end(1, 203, "exit-code"), 7, "EXEC"),
-            (end(1, 77, "exit-code"), 1, "unexpected code 77"),
-            (end(0, 0, "resources"), 1, "without running"),
-        ] {
-            let (code, why) = unit_end_code(UNIT, &e);
-            let why = why.unwrap_or_default();
-            assert_eq!(code, want, "{e:?}: {why}");
-            assert!(why.contains(words), "{e:?}: {why}");
-            assert_eq!(why.lines().count(), 1);
-            assert!(matches!(code, 0..=8));
-        }
-        for s in 0..=8 {
-            assert_eq!(unit_end_code(UNIT, &end(1, s, "exit-code")).0, s as u8);
-        }
-    }
-
     fn record(job: u32, invocation: &str, outcome: TransitionOutcome) -> TransitionRecord {
         let mut r: TransitionRecord = serde_json::from_str(
             r#"{"id":"t1","from":"desktop","to":"compute","requested_by":"x","started_at":"","finished_at":"","duration_ms":0,"outcome":"converged","steps":[],"guards":[],"error":null,"rollback":null}"#,
@@ -417,20 +326,57 @@ mod tests {
     #[test]
     fn a_served_request_exits_with_its_transitions_code() {
         let r = record(7, "abc", TransitionOutcome::Converged);
-        assert_eq!(served_code(UNIT, Some(&r), &end(1, 5, "exit-code")).0, 0);
+        let code = |r: Option<&TransitionRecord>, e: &ServiceEnd| served_code(UNIT, r, e).0.code();
+        assert_eq!(code(Some(&r), &end(1, 5, "exit-code")), 0);
         let r = record(7, "abc", TransitionOutcome::Refused);
-        assert_eq!(served_code(UNIT, Some(&r), &end(1, 0, "success")).0, 3);
+        assert_eq!(code(Some(&r), &end(1, 0, "success")), 3);
         // Switched, but recording failed: 7.
         let mut r = record(7, "abc", TransitionOutcome::Converged);
         r.record_error = Some("/var/lib/mode-controller/desired: No space left on device".into());
-        assert_eq!(served_code(UNIT, Some(&r), &end(1, 7, "exit-code")).0, 7);
+        assert_eq!(code(Some(&r), &end(1, 7, "exit-code")), 7);
         // Killed mid-way: 4 with the sentence.
         let r = record(7, "abc", TransitionOutcome::InProgress);
-        let (code, why) = served_code(UNIT, Some(&r), &end(2, 9, "signal"));
-        assert_eq!(code, 4);
+        let (exit, why) = served_code(UNIT, Some(&r), &end(2, 9, "signal"));
+        assert_eq!(exit, Exit::Failed);
         assert!(why.unwrap().contains("SIGKILL"));
         // No record: busy is 5, a silent 0 is 1.
-        assert_eq!(served_code(UNIT, None, &end(1, 5, "exit-code")).0, 5);
-        assert_eq!(served_code(UNIT, None, &end(1, 0, "success")).0, 1);
+        assert_eq!(code(None, &end(1, 5, "exit-code")), 5);
+        assert_eq!(code(None, &end(1, 0, "success")), 1);
+    }
+
+    #[test]
+    fn a_request_that_ends_unlike_its_record_or_without_one_says_why_in_one_line() {
+        let line = |o: RequestOutcome| match o {
+            RequestOutcome::Finished { exit, why, .. } => (exit, why.unwrap_or_default()),
+            RequestOutcome::Queued { .. } => unreachable!(),
+        };
+        // Converged, but recording failed: the record's own error names it.
+        let mut r = record(7, "abc", TransitionOutcome::Converged);
+        r.record_error = Some("/run/mode-controller/current: No space left on device".into());
+        let (exit, why) = line(finished(UNIT, Some(r), Exit::Environment, None));
+        assert_eq!(exit, Exit::Environment);
+        assert!(
+            why.starts_with("the transition to compute converged, but recording it failed: /run/mode-controller/current"),
+            "{why}"
+        );
+        // A refusal says it itself (the renderer's line): nothing added.
+        let r = record(7, "abc", TransitionOutcome::Refused);
+        assert_eq!(
+            line(finished(UNIT, Some(r), Exit::Refused, None)),
+            (Exit::Refused, String::new())
+        );
+        // No record: never a success, and the journal is named.
+        let (exit, why) = line(finished(UNIT, None, Exit::Success, None));
+        assert_eq!(exit, Exit::Internal);
+        assert!(
+            why.contains("see `journalctl -u mode-controller@compute.service`"),
+            "{why}"
+        );
+        let (exit, why) = line(finished(UNIT, None, Exit::Failed, None));
+        assert_eq!(exit, Exit::Failed);
+        assert!(
+            why.starts_with("the transition unit exited with code 4;"),
+            "{why}"
+        );
     }
 }

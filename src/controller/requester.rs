@@ -253,7 +253,7 @@ mod tests {
                 detail: "Interactive authentication required.".into(),
             },
         );
-        assert_eq!(e.exit_code(), 6);
+        assert_eq!(e.exit().code(), 6);
         let line = e.to_string();
         for want in [
             "mode-controller@compute:bob.service",
@@ -272,6 +272,6 @@ mod tests {
                 secs: 1,
             },
         );
-        assert_ne!(other.exit_code(), 6);
+        assert_ne!(other.exit().code(), 6);
     }
 }

@@ -8,7 +8,6 @@ use tracing::info;
 
 use mode_guards::Outcome;
 
-use crate::clock::Stamp;
 use crate::config::SliceBudget;
 use crate::mode::Mode;
 use crate::plan::Step;
@@ -128,7 +127,7 @@ async fn run_step(
             StepReport::from_result(set_budget(bus, unit, budget).await)
         }
         Step::Check { guard } => {
-            let result = verify(ctx, guard);
+            let result = verify(ctx, guard, t.to_mode).await;
             match result.outcome {
                 Outcome::Pass | Outcome::Skipped => StepReport::default(),
                 Outcome::Fail | Outcome::Error => StepReport::failed(result.reason),
@@ -136,7 +135,7 @@ async fn run_step(
         }
         Step::DrainVllm { unit, timeout_secs } => {
             let unreadable = ctx.config.mode(to).drain.vllm_unreadable;
-            match drain_vllm(ctx, bus, unit, *timeout_secs, unreadable).await {
+            match drain_vllm(ctx, bus, unit, to, *timeout_secs, unreadable).await {
                 Ok(d) => StepReport {
                     note: Some(d.note),
                     warnings: d.warning.into_iter().collect(),
@@ -370,7 +369,7 @@ pub async fn execute(
     let mut started = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         crate::state::test_pause(&ctx.state, &format!("step-{}", i + 1));
-        let t0 = Stamp::now();
+        let t0 = std::time::Instant::now();
         let mut report = run_step_riding_out_the_bus(ctx, bus, step, t, &started).await;
         started.append(&mut report.started);
         let failed = report
@@ -392,7 +391,7 @@ pub async fn execute(
             } else {
                 StepOutcome::Done
             },
-            duration_ms: Stamp::now().millis_since(t0),
+            duration_ms: crate::clock::elapsed_ms(t0),
             error: report.error,
             warnings: report.warnings,
             note: report.note,

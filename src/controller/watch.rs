@@ -2,7 +2,8 @@
 //! status bars and scripts. Changes are waited for, never polled: inotify on
 //! the state directory (a transition starting, its record, the desired mode)
 //! and systemd's `PropertiesChanged` signals for the managed units (a unit
-//! stopped by hand). Anyone may watch; nothing is written.
+//! stopped by hand). Anyone may watch; nothing is written. `mode notify`
+//! turns the same changes into desktop notifications.
 
 use serde::Serialize;
 
@@ -100,6 +101,35 @@ pub async fn watch(
             }
             last = now;
         }
+    }
+}
+
+/// `mode notify`: a desktop notification for each switch starting and
+/// ending, until the session's notification service goes away (an error)
+/// or the system bus does.
+pub async fn notify(ctx: &Context, bus: &Bus) -> Result<(), Error> {
+    let mut notifier = crate::systemd::Notifier::connect().await?;
+    let mut last: Option<Snapshot> = None;
+    let mut failure = None;
+    watch(ctx, bus, async |s| {
+        let said = last.as_ref().and_then(|l| news(l, s));
+        last = Some(s.clone());
+        let Some((summary, body, urgent)) = said else {
+            return true;
+        };
+        // The notification service gone (the session ending) ends this too.
+        match notifier.notify(&summary, &body, urgent).await {
+            Ok(()) => true,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    })
+    .await?;
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
 }
 

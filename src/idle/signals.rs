@@ -1,18 +1,21 @@
-//! The idle signals, each read from its own source: who is at the seat
-//! (logind sessions, judged here from plain data), input devices' timestamps,
-//! ALSA substreams and CPU pressure. Roots are parameters so tests can use
-//! prepared trees; nothing here decides or changes anything.
+//! The idle signals, judged from plain data: who is at the seat (logind
+//! sessions, by the guards' graphical-session rule), input devices'
+//! timestamps (a directory, a parameter so tests can use a prepared tree),
+//! and audio and CPU pressure as the check's own guard evaluation found them
+//! (`audio_idle`, `cpu_load_safe`): nothing here reads them again, asks the
+//! bus, decides or changes anything.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::Serialize;
 
-use mode_guards::probe::psi;
-use mode_guards::{read_audio, AudioSettings, Roots};
+use mode_guards::{
+    AudioClient, CpuLoadEvidence as CpuEvidence, GuardResult, Outcome, SessionInfo, AUDIO_IDLE,
+    CPU_LOAD_SAFE,
+};
 
 use crate::clock::Stamp;
-use mode_guards::{SessionInfo, GRAPHICAL_TYPES};
 
 /// Who is at the seat, as far as idleness goes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,12 +47,6 @@ fn describe(s: &SessionInfo) -> String {
         "session {} of {} ({}, {})",
         s.id, s.user, s.session_type, s.class
     )
-}
-
-fn is_graphical_greeter(s: &SessionInfo) -> bool {
-    s.class == "greeter"
-        && GRAPHICAL_TYPES.contains(&s.session_type.as_str())
-        && s.state != "closing"
 }
 
 /// Judge the sessions. A user session counts as idle only when logind's
@@ -91,7 +88,7 @@ pub fn presence(sessions: &[SessionInfo], compositors: &[String]) -> Presence {
     }
     let greeters: Vec<&SessionInfo> = sessions
         .iter()
-        .filter(|s| is_graphical_greeter(s))
+        .filter(|s| s.is_graphical_greeter())
         .collect();
     let active: Vec<String> = greeters
         .iter()
@@ -197,20 +194,22 @@ pub enum Audio {
     },
 }
 
-pub fn audio(settings: &AudioSettings, roots: &Roots) -> Audio {
-    let reading = read_audio(settings, roots);
-    if !reading.active.is_empty() {
-        Audio::Playing {
-            clients: reading.active.iter().map(|c| c.sentence()).collect(),
-        }
-    } else if !reading.problems.is_empty() {
-        Audio::Unreadable {
-            problem: reading.problems.join("; "),
-        }
-    } else if reading.nothing_here() {
-        Audio::Absent
-    } else {
-        Audio::Idle
+/// Audio as `audio_idle` found it: clients moving audio fail it (each
+/// named, as its evidence lists them), an unreadable source is its error,
+/// neither PipeWire nor ALSA here its skip.
+pub fn audio(audio_idle: &GuardResult) -> Audio {
+    match audio_idle.outcome {
+        Outcome::Pass => Audio::Idle,
+        Outcome::Skipped => Audio::Absent,
+        Outcome::Error => Audio::Unreadable {
+            problem: audio_idle.reason.clone(),
+        },
+        Outcome::Fail => Audio::Playing {
+            clients: AUDIO_IDLE.evidence(audio_idle).map_or_else(
+                || vec![audio_idle.reason.clone()],
+                |e| e.running.iter().map(AudioClient::sentence).collect(),
+            ),
+        },
     }
 }
 
@@ -228,12 +227,17 @@ pub enum CpuPressure {
     },
 }
 
-pub fn cpu_pressure(procfs: &Path) -> CpuPressure {
-    match psi::read(procfs, "cpu") {
-        Ok(Some(p)) => CpuPressure::Read { avg60: p.avg60 },
-        Ok(None) => CpuPressure::Absent,
-        Err(e) => CpuPressure::Unreadable {
-            problem: e.to_string(),
+/// CPU pressure as `cpu_load_safe` read it: PSI's `avg60` when it judged
+/// by PSI; absent when the kernel has none (it judged by the load average);
+/// its error otherwise.
+pub fn cpu_pressure(cpu_load_safe: &GuardResult) -> CpuPressure {
+    match CPU_LOAD_SAFE.evidence(cpu_load_safe) {
+        Some(CpuEvidence::Psi { pressure_avg60, .. }) => CpuPressure::Read {
+            avg60: pressure_avg60,
+        },
+        Some(CpuEvidence::Loadavg { .. }) => CpuPressure::Absent,
+        None => CpuPressure::Unreadable {
+            problem: cpu_load_safe.reason.clone(),
         },
     }
 }
@@ -372,26 +376,54 @@ mod tests {
         assert_eq!((none.devices, none.last_ms, none.problem), (0, None, None));
     }
 
+    fn result(outcome: Outcome, reason: &str, evidence: serde_json::Value) -> GuardResult {
+        GuardResult {
+            name: "guard".into(),
+            severity: mode_guards::Severity::Soft,
+            outcome,
+            reason: reason.into(),
+            evidence,
+            duration_ms: 1,
+        }
+    }
+
+    /// The audio figure is the guard's reading of a prepared ALSA tree.
+    fn audio_of(roots: &mode_guards::Roots) -> Audio {
+        let guard = mode_guards::AudioIdle::new(&mode_guards::AudioSettings::default(), roots);
+        let v = mode_guards::Guard::check(&guard, &mode_guards::Facts::new("compute"));
+        audio(&result(v.outcome, &v.reason, v.evidence))
+    }
+
     #[test]
     fn running_alsa_substreams_are_named_and_absent_alsa_is_absent() {
         let t = tempfile::tempdir().unwrap();
-        let roots = Roots {
+        let roots = mode_guards::Roots {
             asound: t.path().join("asound"),
             user_runtime: t.path().join("run-user"),
             procfs: t.path().join("proc"),
-            ..Roots::system()
+            ..mode_guards::Roots::system()
         };
-        let audio = |r: &Roots| audio(&AudioSettings::default(), r);
-        assert_eq!(audio(&roots), Audio::Absent);
+        assert_eq!(audio_of(&roots), Audio::Absent);
         let sub = t.path().join("asound/card0/pcm0p/sub0");
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::write(sub.join("status"), "closed\n").unwrap();
-        assert_eq!(audio(&roots), Audio::Idle);
+        assert_eq!(audio_of(&roots), Audio::Idle);
         std::fs::write(sub.join("status"), "state: RUNNING\nowner_pid   : 42\n").unwrap();
         assert_eq!(
-            audio(&roots),
+            audio_of(&roots),
             Audio::Playing {
                 clients: vec!["? (pid 42, ?) plays on card0 (card0/pcm0p/sub0)".into()]
+            }
+        );
+        let unread = result(
+            Outcome::Error,
+            "cannot read ALSA substreams: EIO",
+            serde_json::Value::Null,
+        );
+        assert_eq!(
+            audio(&unread),
+            Audio::Unreadable {
+                problem: "cannot read ALSA substreams: EIO".into()
             }
         );
     }
@@ -399,13 +431,28 @@ mod tests {
     #[test]
     fn cpu_pressure_reads_avg60_and_absent_psi_is_absent() {
         let t = tempfile::tempdir().unwrap();
-        assert_eq!(cpu_pressure(t.path()), CpuPressure::Absent);
+        let roots = mode_guards::Roots {
+            procfs: t.path().to_path_buf(),
+            ..mode_guards::Roots::system()
+        };
+        let cpu_of = |roots: &mode_guards::Roots| {
+            let guard = mode_guards::CpuLoadSafe::new(&mode_guards::CpuSettings::default(), roots);
+            let v = mode_guards::Guard::check(&guard, &mode_guards::Facts::new("compute"));
+            cpu_pressure(&result(v.outcome, &v.reason, v.evidence))
+        };
+        // No PSI and no load average either: the guard's error.
+        assert!(matches!(cpu_of(&roots), CpuPressure::Unreadable { .. }));
+        std::fs::write(t.path().join("loadavg"), "0.50 0.40 0.30 1/100 42\n").unwrap();
+        std::fs::write(t.path().join("stat"), "cpu 1 2 3\ncpu0 1 2 3\n").unwrap();
+        assert_eq!(cpu_of(&roots), CpuPressure::Absent);
         std::fs::create_dir_all(t.path().join("pressure")).unwrap();
         std::fs::write(
             t.path().join("pressure/cpu"),
             "some avg10=70.00 avg60=55.50 avg300=10.00 total=1\n",
         )
         .unwrap();
-        assert_eq!(cpu_pressure(t.path()), CpuPressure::Read { avg60: 55.5 });
+        assert_eq!(cpu_of(&roots), CpuPressure::Read { avg60: 55.5 });
+        std::fs::write(t.path().join("pressure/cpu"), "garbage\n").unwrap();
+        assert!(matches!(cpu_of(&roots), CpuPressure::Unreadable { .. }));
     }
 }
