@@ -1,12 +1,15 @@
 //! Wall-clock stamps in the two forms the state files use: RFC 3339 UTC with
 //! milliseconds (`2026-11-23T04:05:06.120Z`) and the compact transition id
 //! prefix (`20261123T040506Z`), and the machine's local time for people
-//! (`Mon 2026-11-23 05:05:06 CET`, as systemctl prints it: the C library's
-//! zone, so TZ and /etc/localtime count). Small enough not to need a date
-//! crate. Durations are measured on the monotonic clock (`Began`), never as
-//! the difference of two stamps: NTP may step the wall clock mid-transition.
+//! (`Mon 2026-11-23 05:05:06 CET`, as systemctl prints it: TZ, else
+//! /etc/localtime). The calendar is jiff's. Durations are measured on the
+//! monotonic clock (`Began`), never as the difference of two stamps: NTP
+//! may step the wall clock mid-transition.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 
 /// A moment, as milliseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,63 +25,35 @@ impl Stamp {
         )
     }
 
-    fn parts(self) -> (i64, u32, u32, u64, u64, u64, u64) {
-        let secs = self.0 / 1000;
-        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-        let rem = secs % 86_400;
-        (
-            y,
-            m,
-            d,
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60,
-            self.0 % 1000,
-        )
+    /// The moment as jiff's, clamped to jiff's range (year 9999): a
+    /// stamp of ours is never near it.
+    fn timestamp(self) -> Timestamp {
+        i64::try_from(self.0)
+            .ok()
+            .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+            .unwrap_or(Timestamp::MAX)
     }
 
     /// `2026-11-23T04:05:06.120Z`
     pub fn rfc3339(self) -> String {
-        let (y, mo, d, h, mi, s, ms) = self.parts();
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+        self.timestamp()
+            .strftime("%Y-%m-%dT%H:%M:%S.%3fZ")
+            .to_string()
     }
 
     /// `20261123T040506Z`
     pub fn compact(self) -> String {
-        let (y, mo, d, h, mi, s, _) = self.parts();
-        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+        self.timestamp().strftime("%Y%m%dT%H%M%SZ").to_string()
     }
 
     /// `Mon 2026-11-23 05:05:06 CET`: local time as systemctl and
-    /// journalctl print it (`%a %Y-%m-%d %H:%M:%S %Z`, the C locale's day
-    /// names), in the zone TZ names or else /etc/localtime's. Falls back
-    /// to `rfc3339` if the C library cannot convert it.
+    /// journalctl print it (`%a %Y-%m-%d %H:%M:%S %Z`), in the zone TZ
+    /// names or else /etc/localtime's (UTC when neither can be read).
     pub fn local(self) -> String {
-        let Ok(secs) = libc::time_t::try_from(self.0 / 1000) else {
-            return self.rfc3339();
-        };
-        // SAFETY: `tm` is plain data that localtime_r fills in; tzset and
-        // localtime_r read the zone (TZ, /etc/localtime) into the C
-        // library's own state; strftime writes at most `buf.len()` bytes
-        // into `buf` from a NUL-terminated format, returning how many.
-        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        let mut buf = [0u8; 64];
-        let n = unsafe {
-            tzset();
-            if libc::localtime_r(&secs, &mut tm).is_null() {
-                return self.rfc3339();
-            }
-            libc::strftime(
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                c"%a %Y-%m-%d %H:%M:%S %Z".as_ptr(),
-                &tm,
-            )
-        };
-        match n {
-            0 => self.rfc3339(),
-            n => String::from_utf8_lossy(&buf[..n]).into_owned(),
-        }
+        self.timestamp()
+            .to_zoned(TimeZone::system())
+            .strftime("%a %Y-%m-%d %H:%M:%S %Z")
+            .to_string()
     }
 
     /// What `rfc3339` wrote, in local time for people; anything else as it is.
@@ -90,63 +65,16 @@ impl Stamp {
         self.0.saturating_sub(earlier.0)
     }
 
-    /// Read back what `rfc3339` wrote (`2026-11-23T04:05:06.120Z`); `None`
-    /// for anything else.
+    /// Read back what `rfc3339` wrote (`2026-11-23T04:05:06.120Z`): a UTC
+    /// moment at or after the epoch, a real calendar day; `None` for
+    /// anything else.
     pub fn parse_rfc3339(text: &str) -> Option<Stamp> {
-        let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
-        let mut d = date.splitn(3, '-').map(|p| p.parse::<u32>().ok());
-        let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
-        let (hms, ms) = time.split_once('.').unwrap_or((time, "0"));
-        let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
-        let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
-        let ms: u64 = ms.parse().ok()?;
-        if !(1..=12).contains(&mo)
-            || !(1..=31).contains(&day)
-            || h > 23
-            || mi > 59
-            || sec > 60
-            || ms > 999
-        {
+        if !text.ends_with('Z') {
             return None;
         }
-        let days = u64::try_from(days_from_civil(i64::from(y), mo, day)).ok()?;
-        let secs = days
-            .checked_mul(86_400)?
-            .checked_add(h * 3600 + mi * 60 + sec)?;
-        Some(Stamp(secs.checked_mul(1000)?.checked_add(ms)?))
+        let at: Timestamp = text.parse().ok()?;
+        u64::try_from(at.as_millisecond()).ok().map(Stamp)
     }
-}
-
-extern "C" {
-    /// POSIX tzset(3), which the libc crate does not declare: (re)reads TZ.
-    fn tzset();
-}
-
-/// (year, month, day) to days since 1970-01-01: the inverse of
-/// `civil_from_days`, after the same public-domain algorithm.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's
-/// public-domain `civil_from_days` algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// When something began, on both clocks: the wall clock for its
@@ -211,15 +139,18 @@ mod tests {
             "2026-11-23",
             "2026-13-01T00:00:00.000Z",
             "2026-11-23T04:05:06.120",
+            "2026-02-31T00:00:00.000Z",
+            "2026-11-23T04:05:06.120+01:00",
+            "1969-12-31T23:59:59.000Z",
             "yesterday",
         ] {
             assert_eq!(Stamp::parse_rfc3339(bad), None, "{bad}");
         }
     }
 
-    /// The zone comes from the environment the C library reads once per
-    /// process here, so each zone is checked in a child: this test binary
-    /// again, running only this test with TZ set.
+    /// The system zone is read once and cached per process, so each zone
+    /// is checked in a child: this test binary again, running only this
+    /// test with TZ set.
     #[test]
     fn local_time_is_the_zone_of_tz_as_systemctl_prints_it() {
         let cases = [

@@ -120,3 +120,28 @@ fn an_external_guard_from_the_configuration_can_refuse() {
     );
     assert_eq!(c.state("desktop.target"), "active");
 }
+
+#[test]
+fn a_holder_running_as_a_dynamic_user_is_named_through_the_name_service() {
+    let c = Container::boot();
+    c.write("/etc/mode-controller/config.json", STAND_IN_GPU);
+    let holder = c.sh(
+        "systemd-run --unit=obs --property=DynamicUser=yes --property=Type=exec sh -c 'exec sleep infinity < /dev/full'",
+    );
+    assert_eq!(holder.code, 0, "{holder:?}");
+    // DynamicUser= users are in no passwd file: only systemd's NSS module knows them.
+    assert_eq!(c.sh("grep -c '^obs:' /etc/passwd").stdout.trim(), "0");
+    let d = c.mode("dry-run compute --json");
+    let gpu = entry(
+        &d.json()["guards"],
+        "guards",
+        "name",
+        "gpu_display_released",
+    );
+    let holders = gpu["evidence"]["holders"].to_string();
+    assert!(
+        holders.contains(r#""user":"obs""#),
+        "the holder is named as its user, not by number: {holders}"
+    );
+    assert_eq!(c.sh("systemctl stop obs.service").code, 0);
+}

@@ -123,7 +123,7 @@ impl AudioReading {
 
 /// Read every user's PipeWire graph and ALSA's substreams.
 pub fn read_audio(settings: &AudioSettings, roots: &Roots) -> AudioReading {
-    let users = UserNames::load(&roots.passwd);
+    let users = UserNames::load(&roots.users);
     let mut reading = AudioReading::default();
     let sockets = pipewire::sockets(&roots.user_runtime);
     reading.pipewire_users = sockets.iter().map(|(uid, _)| *uid).collect();

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::probe::passwd::UserDb;
+
 /// Where the guards find procfs, sysfs, `/dev`, ALSA's procfs, users'
 /// runtime directories, the user database and the controller's state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +20,8 @@ pub struct Roots {
     /// Users' runtime directories (`/run/user`): `UID/pipewire-0` is where
     /// each user's PipeWire listens.
     pub user_runtime: PathBuf,
-    /// The user database (`/etc/passwd`), to name the users of processes.
-    pub passwd: PathBuf,
+    /// The user database, to name the users of processes.
+    pub users: UserDb,
     /// The controller's state directory (`/run/mode-controller`).
     pub state_dir: PathBuf,
 }
@@ -33,7 +35,7 @@ impl Roots {
             dev: "/dev".into(),
             asound: "/proc/asound".into(),
             user_runtime: "/run/user".into(),
-            passwd: "/etc/passwd".into(),
+            users: UserDb::System,
             state_dir: "/run/mode-controller".into(),
         }
     }

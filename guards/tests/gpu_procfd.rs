@@ -370,7 +370,7 @@ impl PreparedMachine {
             procfs: p.join("proc"),
             sysfs: p.join("sys"),
             dev: p.join("dev"),
-            passwd: p.join("passwd"),
+            users: mode_guards::probe::passwd::UserDb::File(p.join("passwd")),
             ..Roots::system()
         }
     }

@@ -45,7 +45,7 @@ impl Tree {
             procfs: self.dir.path().join("proc"),
             asound: self.dir.path().join("no-asound"),
             user_runtime: self.dir.path().join("run/user"),
-            passwd: self.dir.path().join("passwd"),
+            users: mode_guards::probe::passwd::UserDb::File(self.dir.path().join("passwd")),
             ..Roots::system()
         }
     }
@@ -54,16 +54,28 @@ impl Tree {
     fn pw_dump(&self, body: &str) -> PathBuf {
         let path = self.dir.path().join("pw-dump");
         let want = self.dir.path().join("run/user/1000");
-        std::fs::write(
-            &path,
-            format!(
-                "#!/bin/sh\n[ \"$PIPEWIRE_RUNTIME_DIR\" = {} ] || {{ echo wrong dir >&2; exit 3; }}\n{body}\n",
-                want.display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = format!(
+            "#!/bin/sh\n[ \"$PIPEWIRE_RUNTIME_DIR\" = {} ] || {{ echo wrong dir >&2; exit 3; }}\n{body}\n",
+            want.display()
+        );
+        // Written by a child process, not here: a test on another thread
+        // forking while this process held the file open for writing would
+        // keep it open in its child until that exec'd, and running the
+        // script then fails with ETXTBSY ("Text file busy").
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "cat > \"$1\" && chmod 0755 \"$1\"", "sh"])
+            .arg(&path)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
         path
     }
 }

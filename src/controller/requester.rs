@@ -11,6 +11,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use mode_guards::probe::passwd::{user_id, user_name};
+
 use crate::mode::Mode;
 use crate::systemd::SystemdError;
 
@@ -115,12 +117,8 @@ pub struct Requester {
 impl Requester {
     /// The user running this process (its real uid).
     pub fn caller() -> Result<Requester, Error> {
-        let uid = nix::unistd::getuid();
-        let name = nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-            .ok_or_else(|| {
+        let uid = nix::unistd::getuid().as_raw();
+        let name = user_name(uid).ok_or_else(|| {
                 Error::NotPermitted(format!(
                     "you are uid {uid}, which has no user name here, so polkit cannot be asked for you; run it with sudo"
                 ))
@@ -131,20 +129,17 @@ impl Requester {
                 crate::state::quoted(&name, 40)
             )));
         }
-        Ok(Requester {
-            uid: uid.as_raw(),
-            name,
-        })
+        Ok(Requester { uid, name })
     }
 
     /// The user an instance names, as this machine knows them.
     pub fn named(name: &str) -> Result<Requester, Error> {
-        match nix::unistd::User::from_name(name) {
-            Ok(Some(u)) => Ok(Requester {
-                uid: u.uid.as_raw(),
-                name: u.name,
+        match user_id(name) {
+            Some(uid) => Ok(Requester {
+                uid,
+                name: name.to_string(),
             }),
-            _ => Err(Error::NotPermitted(format!(
+            None => Err(Error::NotPermitted(format!(
                 "the unit instance names the user {}, who does not exist here",
                 crate::state::quoted(name, 40)
             ))),

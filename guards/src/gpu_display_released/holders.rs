@@ -70,7 +70,7 @@ pub(super) fn gather(
     let myself = BTreeSet::from([std::process::id()]);
     let scan = procfd::scan(&roots.procfs, rule, &myself)
         .map_err(|e| format!("cannot list processes: {e}"))?;
-    let users = UserNames::load(&roots.passwd);
+    let users = UserNames::load(&roots.users);
 
     let mut on_display: BTreeMap<u32, Vec<OpenDevice>> = BTreeMap::new();
     for holder in scan.holders {
