@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::config::{Config, Drain, GuardSeverity, JobPolicy, SliceBudget};
+use crate::config::{Config, Drain, GuardSeverity, JobPolicy, ModeConfig, SliceBudget};
 use crate::mode::{Mode, ObservedMode};
 
 /// One step of a transition.
@@ -218,9 +218,8 @@ impl Plan {
     }
 }
 
-fn budgets(config: &Config, to: Mode) -> Vec<Step> {
-    config
-        .mode(to)
+fn budgets(target: &ModeConfig) -> Vec<Step> {
+    target
         .slices
         .iter()
         .map(|(slice, budget)| Step::SetBudget {
@@ -230,42 +229,39 @@ fn budgets(config: &Config, to: Mode) -> Vec<Step> {
         .collect()
 }
 
-/// Stop the overlay of `from` (last started, first stopped).
-fn leave_overlay(config: &Config, from: Mode) -> Vec<Step> {
-    config
-        .mode(from)
-        .overlay
+/// Stop the overlay of the mode being left (last started, first stopped).
+fn leave_overlay(left: &ModeConfig) -> Vec<Step> {
+    left.overlay
         .iter()
         .rev()
         .map(|u| Step::Stop { unit: u.clone() })
         .collect()
 }
 
-fn enter_overlay(config: &Config, to: Mode) -> Vec<Step> {
-    config
-        .mode(to)
+fn enter_overlay(target: &ModeConfig) -> Vec<Step> {
+    target
         .overlay
         .iter()
         .map(|u| Step::Start { unit: u.clone() })
         .collect()
 }
 
-/// Stop what `to` excludes, check what must hold once it is gone (compute:
-/// the display has let go of the GPU), then start its target and companions.
-fn switch_target(config: &Config, to: Mode) -> Vec<Step> {
-    let m = config.mode(to);
-    let stops = m.stop.iter().map(|u| Step::Stop { unit: u.clone() });
-    let checks = post_teardown_checks(config, to);
-    let starts = std::iter::once(&m.target)
-        .chain(&m.start)
+/// Stop what the mode excludes, check what must hold once it is gone
+/// (compute: the display has let go of the GPU), then start its target and
+/// companions.
+fn switch_target(target: &ModeConfig) -> Vec<Step> {
+    let stops = target.stop.iter().map(|u| Step::Stop { unit: u.clone() });
+    let checks = post_teardown_checks(target);
+    let starts = std::iter::once(&target.target)
+        .chain(&target.start)
         .map(|u| Step::Start { unit: u.clone() });
     stops.chain(checks).chain(starts).collect()
 }
 
 /// Guards whose spec has them checked again, as hard, after the teardown
-/// of a switch into `to`, when the configuration enables them for it.
-fn post_teardown_checks(config: &Config, to: Mode) -> Vec<Step> {
-    let guards = &config.mode(to).guards;
+/// of a switch into the mode, when its configuration enables them.
+fn post_teardown_checks(target: &ModeConfig) -> Vec<Step> {
+    let guards = &target.guards;
     mode_guards::SPECS
         .iter()
         .filter(|s| s.after_teardown())
@@ -283,10 +279,11 @@ fn post_teardown_checks(config: &Config, to: Mode) -> Vec<Step> {
 /// From an unknown state: stop every overlay `to` does not have, then the
 /// full switch into `to`.
 fn recover(config: &Config, to: Mode) -> Vec<Step> {
+    let target = config.mode(to);
     let foreign_overlays = Mode::ALL
         .iter()
         .flat_map(|m| config.mode(*m).overlay.iter().rev())
-        .filter(|u| !config.mode(to).overlay.contains(u))
+        .filter(|u| !target.overlay.contains(u))
         .fold(Vec::<String>::new(), |mut acc, u| {
             if !acc.contains(u) {
                 acc.push(u.clone());
@@ -296,8 +293,8 @@ fn recover(config: &Config, to: Mode) -> Vec<Step> {
         .into_iter()
         .map(|unit| Step::Stop { unit });
     foreign_overlays
-        .chain(switch_target(config, to))
-        .chain(enter_overlay(config, to))
+        .chain(switch_target(target))
+        .chain(enter_overlay(target))
         .collect()
 }
 
@@ -305,8 +302,7 @@ fn recover(config: &Config, to: Mode) -> Vec<Step> {
 /// (any mode, when `from` is unknown) but not in `to` is drained, and when
 /// the machine leaves compute the user jobs are handled by `to`'s policy
 /// (with `refuse`, `user_jobs_safe` refuses instead).
-fn drains(config: &Config, from: Option<Mode>, to: Mode) -> Vec<Step> {
-    let drain = &config.mode(to).drain;
+fn drains(config: &Config, from: Option<Mode>, to: Mode, drain: &Drain) -> Vec<Step> {
     let vllm = config
         .vllm_units()
         .into_iter()
@@ -380,28 +376,26 @@ fn announce(config: &Config, to: Mode) -> Vec<Step> {
 pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
     use Mode as M;
     use ObservedMode as O;
+    let target = config.mode(to);
+    let studio = &config.modes.studio_local;
     let moves: Vec<Step> = match (from, to) {
         (O::Desktop, M::Desktop) | (O::StudioLocal, M::StudioLocal) | (O::Compute, M::Compute) => {
             vec![]
         }
-        (O::Desktop, M::StudioLocal) => enter_overlay(config, to),
-        (O::StudioLocal, M::Desktop) => leave_overlay(config, M::StudioLocal),
-        (O::Desktop, M::Compute) | (O::Compute, M::Desktop) => switch_target(config, to),
-        (O::StudioLocal, M::Compute) => [
-            leave_overlay(config, M::StudioLocal),
-            switch_target(config, to),
-        ]
-        .concat(),
+        (O::Desktop, M::StudioLocal) => enter_overlay(target),
+        (O::StudioLocal, M::Desktop) => leave_overlay(studio),
+        (O::Desktop, M::Compute) | (O::Compute, M::Desktop) => switch_target(target),
+        (O::StudioLocal, M::Compute) => [leave_overlay(studio), switch_target(target)].concat(),
         // The studio is entered from a verified desktop: desktop first, then the overlay.
         (O::Compute, M::StudioLocal) => {
-            [switch_target(config, M::Desktop), enter_overlay(config, to)].concat()
+            [switch_target(&config.modes.desktop), enter_overlay(target)].concat()
         }
         (O::Transitioning | O::FailedTransition, _) => recover(config, to),
     };
     let steps = if moves.is_empty() {
         moves
     } else {
-        let drains = drains(config, from.as_mode(), to);
+        let drains = drains(config, from.as_mode(), to, &target.drain);
         // A drained vLLM unit that `to` stops is stopped even where the
         // moves do not stop it (desktop -> studio-local only adds the
         // overlay); the plain vLLM unit stops with compute.target.
@@ -409,7 +403,7 @@ pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
             .iter()
             .filter_map(|s| match s {
                 Step::DrainVllm { unit, .. }
-                    if config.mode(to).stop.contains(unit)
+                    if target.stop.contains(unit)
                         && !moves
                             .iter()
                             .any(|m| matches!(m, Step::Stop { unit: u } if u == unit)) =>
@@ -423,8 +417,8 @@ pub fn plan(from: ObservedMode, to: Mode, config: &Config) -> Plan {
             config,
             [
                 drains,
-                budgets(config, to),
-                settle(config, to, [stop_drained, moves].concat()),
+                budgets(target),
+                settle(config, target, [stop_drained, moves].concat()),
                 announce(config, to),
             ]
             .concat(),
@@ -493,7 +487,7 @@ pub fn with_missing_starts(mut p: Plan, config: &Config, missing: &[String]) -> 
     let insert = if has_settle {
         new
     } else {
-        settle(config, p.to, new)
+        settle(config, config.mode(p.to), new)
     };
     p.steps.splice(at..at, insert);
     p
@@ -522,12 +516,12 @@ pub fn plan_clearing(from: ObservedMode, to: Mode, config: &Config, strays: &[St
 
 /// The moves, then (when they start anything) the settle step that checks
 /// what they started stays up and gets ready.
-fn settle(config: &Config, to: Mode, mut moves: Vec<Step>) -> Vec<Step> {
+fn settle(config: &Config, target: &ModeConfig, mut moves: Vec<Step>) -> Vec<Step> {
     let starts = moves.iter().any(|s| matches!(s, Step::Start { .. }));
     let window_ms = config.timeouts.settle_ms;
     if starts && (window_ms > 0 || !config.readiness.is_empty()) {
         moves.push(Step::Settle {
-            unit: config.mode(to).target.clone(),
+            unit: target.target.clone(),
             window_ms,
             ready: config.readiness.keys().cloned().collect(),
         });
