@@ -223,7 +223,7 @@ mod tests {
         let mut bob = session("9", "x11", "user", "online");
         bob.user = "bob".into();
         let v = guard().check(&facts(vec![session("2", "wayland", "user", "active"), bob]));
-        let r = blocked(SPEC.name, v);
+        let r = blocked(SPEC.name, v).unwrap();
         assert_eq!(
             crate::advice(&r).unwrap(),
             "log out of session 2 (alice), session 9 (bob) first (loginctl terminate-session ID)"

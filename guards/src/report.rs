@@ -65,6 +65,23 @@ pub struct GuardResult {
 }
 
 impl GuardResult {
+    /// The entry for guard `name` at `severity` that gave `verdict`.
+    pub fn new(
+        name: impl Into<String>,
+        severity: Severity,
+        verdict: Verdict,
+        duration_ms: u64,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            severity,
+            outcome: verdict.outcome,
+            reason: verdict.reason,
+            evidence: verdict.evidence,
+            duration_ms,
+        }
+    }
+
     /// A hard guard that failed or could not decide blocks the transition.
     pub fn blocks(&self) -> bool {
         self.severity == Severity::Hard && matches!(self.outcome, Outcome::Fail | Outcome::Error)

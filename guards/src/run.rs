@@ -49,14 +49,12 @@ pub fn evaluate_all(
                     }
                 }
             };
-            GuardResult {
+            GuardResult::new(
                 name,
                 severity,
-                outcome: verdict.outcome,
-                reason: verdict.reason,
-                evidence: verdict.evidence,
-                duration_ms: started.elapsed().as_millis() as u64,
-            }
+                verdict,
+                started.elapsed().as_millis() as u64,
+            )
         })
         .collect()
 }

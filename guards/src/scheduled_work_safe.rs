@@ -169,7 +169,7 @@ mod tests {
             (Scheduler::K3s, &K3S, "evict it"),
         ] {
             let v = ScheduledWorkSafe::new(scheduler).check(&facts(Some(Ok(vec![job()]))));
-            let r = blocked(spec.name, v);
+            let r = blocked(spec.name, v).unwrap();
             let evidence: Evidence = serde_json::from_value(r.evidence.clone()).unwrap();
             assert_eq!(evidence.work, [job()], "the evidence reads back");
             let a = crate::advice(&r).unwrap();

@@ -109,12 +109,12 @@ mod tests {
 
     #[test]
     fn the_advice_names_the_host_the_check_found_or_the_file_to_mend() {
-        let r = blocked(SPEC.name, check(json!({"studio": "studio-pc"})));
+        let r = blocked(SPEC.name, check(json!({"studio": "studio-pc"}))).unwrap();
         assert_eq!(
             crate::advice(&r).unwrap(),
             "the studio runs on studio-pc: use that machine, or set capability_placement.studio to \"local\" in the configuration"
         );
-        let r = blocked(SPEC.name, check(json!({"studio": 3})));
+        let r = blocked(SPEC.name, check(json!({"studio": 3}))).unwrap();
         assert!(
             crate::advice(&r)
                 .unwrap()

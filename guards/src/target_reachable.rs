@@ -111,7 +111,7 @@ mod tests {
             unit("vllm.service", "not-found"),
             unit("train.service", "masked"),
         ];
-        let r = blocked(SPEC.name, TargetReachable.check(&f));
+        let r = blocked(SPEC.name, TargetReachable.check(&f)).unwrap();
         assert_eq!(
             crate::advice(&r).unwrap(),
             "install, unmask or fix vllm.service, train.service"

@@ -5,15 +5,7 @@
 use crate::{GuardResult, Severity, Verdict};
 
 /// `verdict` of the guard `name`, through the JSON of `last-guards.json`.
-pub fn blocked(name: &str, verdict: Verdict) -> GuardResult {
-    let result = GuardResult {
-        name: name.into(),
-        severity: Severity::Hard,
-        outcome: verdict.outcome,
-        reason: verdict.reason,
-        evidence: verdict.evidence,
-        duration_ms: 0,
-    };
-    let text = serde_json::to_string(&result).unwrap();
-    serde_json::from_str(&text).unwrap()
+pub fn blocked(name: &str, verdict: Verdict) -> serde_json::Result<GuardResult> {
+    let text = serde_json::to_string(&GuardResult::new(name, Severity::Hard, verdict, 0))?;
+    serde_json::from_str(&text)
 }

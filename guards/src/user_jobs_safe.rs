@@ -192,13 +192,13 @@ mod tests {
             unit("run-a.service", &[(7, "python train.py")]),
             unit("run-b.service", &[(8, "python eval.py")]),
         ]));
-        let a = crate::advice(&blocked(SPEC.name, v)).unwrap();
+        let a = crate::advice(&blocked(SPEC.name, v).unwrap()).unwrap();
         assert_eq!(
             a,
             "finish or stop run-a.service, run-b.service yourself (systemctl stop run-a.service run-b.service), or add them to guard_settings.ai_slice.managed"
         );
         let v = check(Err("no bus".into()));
-        let a = crate::advice(&blocked(SPEC.name, v)).unwrap();
+        let a = crate::advice(&blocked(SPEC.name, v).unwrap()).unwrap();
         assert!(
             a.contains("could not decide") && a.contains("no bus"),
             "{a}"

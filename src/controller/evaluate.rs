@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use mode_guards::{
     evaluate_all, external, spec, Facts, Guard, GuardReport, GuardResult, HardWhen, Outcome, Roots,
-    Severity, Spec, VllmDrainable, GPU_DISPLAY_RELEASED, K3S_GPU_PODS_SAFE, SLURM_JOBS_SAFE,
-    VLLM_DRAINABLE,
+    Severity, Spec, Verdict, VllmDrainable, GPU_DISPLAY_RELEASED, K3S_GPU_PODS_SAFE,
+    SLURM_JOBS_SAFE, VLLM_DRAINABLE,
 };
 
 use crate::clock::Stamp;
@@ -72,14 +72,8 @@ async fn gather(ctx: &Context, bus: &Bus, plan: &Plan) -> Result<Facts, Error> {
 }
 
 fn unavailable(name: &str, severity: Severity) -> GuardResult {
-    GuardResult {
-        name: name.to_string(),
-        severity,
-        outcome: Outcome::Error,
-        reason: "no built-in or external guard has this name".into(),
-        evidence: serde_json::Value::Null,
-        duration_ms: 0,
-    }
+    let why = Verdict::error("no built-in or external guard has this name");
+    GuardResult::new(name, severity, why, 0)
 }
 
 /// How the guard of `spec` (`None`: an external one), configured as

@@ -301,13 +301,7 @@ mod tests {
     use super::*;
 
     fn end(code: i32, status: i32, result: &str) -> ServiceEnd {
-        ServiceEnd {
-            result: result.into(),
-            code,
-            status,
-            started_usec: 42,
-            settled: true,
-        }
+        ServiceEnd::ended(code, status, result)
     }
 
     const UNIT: &str = "mode-controller@compute.service";

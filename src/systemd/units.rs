@@ -22,6 +22,20 @@ pub struct ServiceEnd {
     pub settled: bool,
 }
 
+#[cfg(test)]
+impl ServiceEnd {
+    /// A settled run that ended with `code`/`status` and systemd's `result`.
+    pub fn ended(code: i32, status: i32, result: &str) -> Self {
+        Self {
+            result: result.into(),
+            code,
+            status,
+            started_usec: 42,
+            settled: true,
+        }
+    }
+}
+
 impl Bus {
     /// Load, active and sub state of each named unit, in the order asked.
     /// systemd answers one entry per name, in order, under the unit's own

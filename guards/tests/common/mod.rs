@@ -84,14 +84,7 @@ pub fn write(path: &Path, text: &str) {
 /// `verdict` of the guard `name` as `last-guards.json` stores it: written
 /// to JSON and read back, so advice reads exactly what the check wrote.
 pub fn stored(name: &str, verdict: mode_guards::Verdict) -> mode_guards::GuardResult {
-    let result = mode_guards::GuardResult {
-        name: name.into(),
-        severity: mode_guards::Severity::Hard,
-        outcome: verdict.outcome,
-        reason: verdict.reason,
-        evidence: verdict.evidence,
-        duration_ms: 0,
-    };
+    let result = mode_guards::GuardResult::new(name, mode_guards::Severity::Hard, verdict, 0);
     serde_json::from_str(&serde_json::to_string(&result).unwrap()).unwrap()
 }
 
