@@ -18,7 +18,7 @@ pub use args::Cli;
 use args::{Command, ConfigCommand};
 
 use crate::config;
-use crate::controller::{self, Context, Error, Exit, RequestOutcome};
+use crate::controller::{self, Context, Error, Exit, Reconciled, RequestOutcome};
 use crate::state::TransitionRecord;
 use crate::systemd::Bus;
 
@@ -172,21 +172,11 @@ async fn run_async(cli: &Cli, ctx: &mut Context) -> Result<Output, Error> {
         }
         Command::IdleCheck(args) => automation::idle_check(ctx, &bus, args).await?,
         Command::Boot { boot_mode } => automation::boot(ctx, &bus, *boot_mode).await?,
-        Command::Reconcile if !nix::unistd::getuid().is_root() => {
-            let timeout = Duration::from_secs(ctx.config.timeouts.request_secs);
-            match controller::reconcile_through_polkit(ctx, &bus, timeout).await? {
-                RequestOutcome::Finished {
-                    record: None,
-                    exit: Exit::Success,
-                    ..
-                } => nothing_to_reconcile(),
-                outcome => request_output(outcome, ctx),
-            }
-        }
-        Command::Reconcile => match controller::reconcile(ctx, &bus).await {
-            Ok(Some(record)) => transition_output(&record, ctx),
+        Command::Reconcile => match controller::reconcile_as_caller(ctx, &bus).await {
+            Ok(Reconciled::Ran(record)) => transition_output(&record, ctx),
+            Ok(Reconciled::Served(outcome)) => request_output(outcome, ctx),
+            Ok(Reconciled::Nothing) => nothing_to_reconcile(),
             Err(e) => recorded(Err(e), ctx)?,
-            Ok(None) => nothing_to_reconcile(),
         },
         Command::Status => {
             let s = controller::status(ctx, &bus).await?;

@@ -35,7 +35,7 @@ pub use boot::{boot, boot_mode, BootOutcome};
 pub use exit::Exit;
 pub use idle::{idle_check, IdleCheck, IdleOptions};
 pub use query::{current, desired_mode, dry_run, explain, status, DryRun, Status};
-pub use request::{reconcile_through_polkit, request, RequestOutcome};
+pub use request::{reconcile_as_caller, request, Reconciled, RequestOutcome};
 pub use watch::{notify, watch, Snapshot};
 pub use way_back::way_back;
 

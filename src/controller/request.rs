@@ -51,15 +51,38 @@ pub async fn request(
     request_as(ctx, bus, mode, &by, wait, timeout).await
 }
 
-/// `mode reconcile` by a user who is not root: the oneshot reconciles for
-/// them (`mode-controller@reconcile:USER.service`). Finished without a
-/// record and exit 0: there was nothing to do.
-pub async fn reconcile_through_polkit(
-    ctx: &Context,
-    bus: &Bus,
-    timeout: Duration,
-) -> Result<RequestOutcome, Error> {
-    ask_through_polkit(ctx, bus, What::Reconcile, true, timeout).await
+/// How `mode reconcile` ended for the caller.
+pub enum Reconciled {
+    /// Root reconciled in this process: its record.
+    Ran(Box<TransitionRecord>),
+    /// For a caller who is not root, the oneshot reconciled
+    /// (`mode-controller@reconcile:USER.service`).
+    Served(RequestOutcome),
+    /// The machine had converged: nothing to do.
+    Nothing,
+}
+
+/// `mode reconcile` from the command line: root reconciles here; anyone
+/// else asks through polkit, and a served run without a record that ended
+/// well found nothing to do.
+pub async fn reconcile_as_caller(ctx: &Context, bus: &Bus) -> Result<Reconciled, Error> {
+    if nix::unistd::getuid().is_root() {
+        return Ok(match super::reconcile(ctx, bus).await? {
+            Some(record) => Reconciled::Ran(Box::new(record)),
+            None => Reconciled::Nothing,
+        });
+    }
+    let timeout = Duration::from_secs(ctx.config.timeouts.request_secs);
+    Ok(
+        match ask_through_polkit(ctx, bus, What::Reconcile, true, timeout).await? {
+            RequestOutcome::Finished {
+                record: None,
+                exit: Exit::Success,
+                ..
+            } => Reconciled::Nothing,
+            outcome => Reconciled::Served(outcome),
+        },
+    )
 }
 
 /// Start the instance that names the caller; systemd asks polkit whether
